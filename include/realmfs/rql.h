@@ -1,0 +1,70 @@
+/*
+ * rql.h — the Realm Query Language subset that Flexible Sync accepts as a
+ * subscription predicate (docs/queries.md has the grammar and semantics).
+ *
+ * A query is parsed once into a tree whose literals are already normalized
+ * values (value.h), then matched against any number of documents: matching
+ * allocates nothing and never fails, so one parsed query may be matched from
+ * many threads at once.  Everything a subscription may not use (SORT,
+ * aggregates such as @count, link traversal, list-to-list comparisons,
+ * unbound parameters) is refused by rql_parse, never silently ignored.
+ */
+#ifndef REALMFS_RQL_H
+#define REALMFS_RQL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct rql_query rql_query;
+
+typedef struct rql_error {
+    size_t position;   /* 0-based byte offset in the query text */
+    char message[256]; /* "byte 14: SORT is not supported in subscriptions" */
+} rql_error;
+
+/*
+ * Parse a NUL-terminated query.
+ *
+ * arguments: NULL, or a json array of normalized values bound to $0, $1, ...
+ *   An argument may be a scalar or an array of scalars (a list, usable after
+ *   IN or BETWEEN).  The values are copied.
+ * schema: NULL, or the App Services schema of the collection ({"bsonType":
+ *   "object", "properties": {...}}).  When given, every path must name
+ *   fields in it, dotted paths may only go through embedded objects
+ *   (bsonType "object"), ANY/ALL/NONE and "x IN field" need a list
+ *   (bsonType "array") field, and a list field is never compared to another
+ *   list field.  When NULL, any path is accepted and a dotted path is looked
+ *   up through embedded documents.
+ *
+ * Returns the query, or NULL with *error filled in (error may not be NULL).
+ */
+rql_query *rql_parse(const char *text, const json_t *arguments, const json_t *schema,
+                     rql_error *error);
+
+/* Whether a normalized document (a json object) satisfies the query.  Type
+ * mismatches make a comparison false; this never fails and never allocates. */
+bool rql_matches(const rql_query *query, const json_t *document);
+
+/*
+ * Call visit once for every distinct field path the query reads, in order of
+ * first appearance, as written ("owner_id", "address.city"); the top-level
+ * field is the part before the first dot.  Stops at the first non-zero
+ * return of visit and returns it; returns 0 when every path was visited.
+ */
+int rql_visit_fields(const rql_query *query, int (*visit)(const char *path, void *context),
+                     void *context);
+
+/*
+ * The canonical text of the query: keywords in upper case, parameters
+ * replaced by their values, strings in double quotes, dates as
+ * T<seconds>:<nanoseconds>, parentheses only where needed.  Parsing the
+ * result gives a query that matches the same documents and describes to the
+ * same text.  malloc'd; NULL when out of memory.
+ */
+char *rql_describe(const rql_query *query);
+
+/* Free a query (NULL is allowed). */
+void rql_free(rql_query *query);
+
+#endif

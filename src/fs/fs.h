@@ -1,0 +1,124 @@
+/*
+ * fs.h — internals of the FUSE front end (not a public API).
+ *
+ * Threads and ownership:
+ *  - The FUSE session loop runs on one thread (the "FUSE thread").  It alone
+ *    creates, changes and frees nodes and handles; handlers therefore take
+ *    no locks of their own.  The store (store.h) and the error log are
+ *    thread-safe and are the only state shared with other threads.
+ *  - The notifier thread (fs_notify.c) is the only thread that calls
+ *    fuse_lowlevel_notify_*: handlers queue invalidations and return, which
+ *    keeps the kernel's notification rules (never notify from inside a
+ *    related request) true by construction.
+ */
+#ifndef REALMFS_FS_H
+#define REALMFS_FS_H
+
+#define FUSE_USE_VERSION 34
+#include <fuse_lowlevel.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "realmfs/error_log.h"
+#include "realmfs/store.h"
+
+#define FS_CONTROL_DIR ".realmfs"
+
+/* How long the kernel may cache names and attributes it got from us.  Every
+ * change that does not come through the kernel is followed by an
+ * invalidation, so stable entries can be cached long. */
+#define FS_STABLE_TIMEOUT_SECONDS 60.0
+
+typedef enum fs_node_kind {
+    FS_NODE_ROOT,
+    FS_NODE_CONTROL_DIR,   /* .realmfs */
+    FS_NODE_SCHEMA_DIR,    /* .realmfs/schema */
+    FS_NODE_STATUS,        /* .realmfs/status */
+    FS_NODE_ERRORS,        /* .realmfs/errors */
+    FS_NODE_SCHEMA,        /* .realmfs/schema/<Collection>.json */
+    FS_NODE_COLLECTION,    /* <Collection> */
+    FS_NODE_OBJECT,        /* <Collection>/<_id>.json */
+    FS_NODE_SCRATCH,       /* any other name in a collection or the schema dir */
+} fs_node_kind;
+
+typedef struct fs_handle fs_handle;
+typedef struct fs_context fs_context;
+
+typedef struct fs_node {
+    fuse_ino_t ino;
+    fs_node_kind kind;
+    fuse_ino_t parent;        /* 0 once detached (deleted or replaced) */
+    char *name;               /* name in the parent directory */
+    char *collection;         /* objects, collections, schemas; scratch in a collection */
+    json_t *id;               /* objects: the decoded _id (NULL for a pending hashed name) */
+    uint64_t lookups;         /* the kernel's lookup count */
+    bool pending;             /* object created but still empty: not in the store */
+    int64_t pending_modified_ns;
+    uint64_t kernel_cached_version; /* store version the page cache holds; 0 = unknown */
+    fs_handle *draft_owner;   /* the handle whose uncommitted draft getattr reports */
+    struct fs_node *name_next; /* chain in the (parent, name) table */
+} fs_node;
+
+struct fs_handle {
+    struct fs_context *fs;
+    fs_node *node;
+    int fd;                   /* scratch files: the backing file; else -1 */
+    char *data;               /* snapshot (read-only) or draft (writable) */
+    size_t size;
+    size_t capacity;
+    bool writable;
+    bool dirty;               /* draft differs from what was last committed */
+    bool written;             /* the draft got data since it was opened or committed,
+                                 not just an O_TRUNC or truncation to zero */
+    /* directories */
+    char **extra_names;       /* scratch and pending names listed before objects */
+    size_t extra_count;
+    json_t *resume_id;        /* last object listed, for resuming readdir */
+    uint64_t resume_ordinal;  /* offset cookie that continues after resume_id */
+};
+
+struct fs_context {
+    struct fuse_session *session;
+    store *store;
+    error_log *errors;
+    char *data_directory;
+    char *mountpoint;
+    int scratch_directory_fd; /* <data>/scratch: backing files of scratch names */
+    uid_t uid;
+    gid_t gid;
+    int64_t mounted_ns;
+};
+
+/* ---- nodes (fs_nodes.c) ---- */
+int fs_nodes_init(void);
+void fs_nodes_destroy(void);
+fs_node *fs_node_get(fuse_ino_t ino);
+fs_node *fs_node_find(fuse_ino_t parent, const char *name);
+/* The node for (parent, name), created with kind if absent. */
+fs_node *fs_node_obtain(fuse_ino_t parent, const char *name, fs_node_kind kind,
+                        const char *collection);
+/* Move a node to a new (parent, name), detaching whatever was there. */
+void fs_node_move(fs_node *node, fuse_ino_t parent, const char *name);
+/* Remove from the name table; freed once the kernel forgets it. */
+void fs_node_detach(fs_node *node);
+void fs_node_forget(fs_node *node, uint64_t count);
+/* Pending objects of a collection, for readdir. */
+int fs_nodes_visit_pending(fuse_ino_t collection_ino,
+                           int (*visit)(fs_node *node, void *context), void *context);
+
+/* ---- notifications (fs_notify.c) ---- */
+int fs_notify_start(struct fuse_session *session);
+void fs_notify_stop(void);
+void fs_notify_inode(fuse_ino_t ino);
+void fs_notify_entry(fuse_ino_t parent, const char *name);
+
+/* ---- control files (fs_control.c) ---- */
+/* Snapshot text of .realmfs/status or errors; malloc'd. */
+int fs_control_status_text(fs_context *fs, char **text, size_t *size);
+int fs_control_errors_text(fs_context *fs, char **text, size_t *size);
+
+/* ---- operations (fs_ops.c) ---- */
+extern const struct fuse_lowlevel_ops fs_operations;
+
+#endif

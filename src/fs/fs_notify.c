@@ -1,0 +1,117 @@
+/*
+ * fs_notify.c — the thread that tells the kernel to drop cached entries,
+ * attributes and pages.
+ *
+ * libfuse's rule is that a notification must never be sent from inside a
+ * request the kernel is waiting on for a related inode, nor while holding a
+ * lock such a request needs: the kernel would wait for us and we for it.
+ * So handlers (and, later, the sync thread) only queue a notification here;
+ * this thread, which serves no request and holds no lock while notifying,
+ * delivers it.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs.h"
+
+typedef struct notification {
+    fuse_ino_t ino;        /* inode to invalidate (attributes and pages) */
+    fuse_ino_t parent;     /* or: directory whose entry name to invalidate */
+    char *name;
+    struct notification *next;
+} notification;
+
+static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t queue_changed = PTHREAD_COND_INITIALIZER;
+static notification *queue_head, *queue_tail;
+static bool stopping;
+static bool running;
+static pthread_t notify_thread;
+static struct fuse_session *notify_session;
+
+static void deliver(const notification *item)
+{
+    /* -ENOENT only means the kernel no longer caches it: nothing to drop. */
+    if (item->name)
+        fuse_lowlevel_notify_inval_entry(notify_session, item->parent, item->name,
+                                         strlen(item->name));
+    else
+        fuse_lowlevel_notify_inval_inode(notify_session, item->ino, 0, 0);
+}
+
+static void *notify_main(void *unused)
+{
+    (void)unused;
+    pthread_mutex_lock(&queue_lock);
+    for (;;) {
+        while (!queue_head && !stopping)
+            pthread_cond_wait(&queue_changed, &queue_lock);
+        if (!queue_head && stopping)
+            break;
+        notification *item = queue_head;
+        queue_head = item->next;
+        if (!queue_head)
+            queue_tail = NULL;
+        pthread_mutex_unlock(&queue_lock);
+        deliver(item);
+        free(item->name);
+        free(item);
+        pthread_mutex_lock(&queue_lock);
+    }
+    pthread_mutex_unlock(&queue_lock);
+    return NULL;
+}
+
+int fs_notify_start(struct fuse_session *session)
+{
+    notify_session = session;
+    stopping = false;
+    int error = pthread_create(&notify_thread, NULL, notify_main, NULL);
+    running = error == 0;
+    return -error;
+}
+
+void fs_notify_stop(void)
+{
+    if (!running)
+        return;
+    pthread_mutex_lock(&queue_lock);
+    stopping = true;
+    pthread_cond_signal(&queue_changed);
+    pthread_mutex_unlock(&queue_lock);
+    pthread_join(notify_thread, NULL);
+    running = false;
+}
+
+static void enqueue(fuse_ino_t ino, fuse_ino_t parent, const char *name)
+{
+    notification *item = calloc(1, sizeof *item);
+    if (!item)
+        return; /* the kernel's cache then expires on its own timeout */
+    item->ino = ino;
+    item->parent = parent;
+    if (name && !(item->name = strdup(name))) {
+        free(item);
+        return;
+    }
+    pthread_mutex_lock(&queue_lock);
+    if (queue_tail)
+        queue_tail->next = item;
+    else
+        queue_head = item;
+    queue_tail = item;
+    pthread_cond_signal(&queue_changed);
+    pthread_mutex_unlock(&queue_lock);
+}
+
+void fs_notify_inode(fuse_ino_t ino)
+{
+    enqueue(ino, 0, NULL);
+}
+
+void fs_notify_entry(fuse_ino_t parent, const char *name)
+{
+    enqueue(0, parent, name);
+}

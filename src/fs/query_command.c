@@ -1,0 +1,130 @@
+/*
+ * query_command.c — `realmfs query MOUNT COLLECTION PREDICATE`.
+ *
+ * The predicate runs over the store itself, opened read-only beside the
+ * daemon (LMDB allows any number of reader processes), so nothing goes
+ * through FUSE: far faster than reading every file with jq.
+ */
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "query_command.h"
+#include "realmfs/ejson.h"
+#include "realmfs/object_name.h"
+#include "realmfs/rql.h"
+#include "realmfs/store.h"
+
+typedef struct query_walk {
+    const rql_query *query;
+    const char *prefix;     /* "<mountpoint>/<collection>/" */
+    char separator;
+    size_t matches;
+    size_t unreadable;
+} query_walk;
+
+static int print_if_matching(const store_object_view *object, void *context)
+{
+    query_walk *walk = context;
+    ejson_error error;
+    json_t *document = ejson_parse(object->text, object->info.size, &error);
+    if (!document) {
+        walk->unreadable++;
+        return 0;
+    }
+    char name[OBJECT_NAME_MAX + 1];
+    if (rql_matches(walk->query, document) && object_name_from_id(object->id, name) == 0) {
+        printf("%s%s%c", walk->prefix, name, walk->separator);
+        walk->matches++;
+    }
+    json_decref(document);
+    return 0;
+}
+
+static void print_predicate_error(const char *predicate, const rql_error *error)
+{
+    fprintf(stderr, "realmfs: invalid predicate: %s\n  %s\n  %*s^\n", error->message, predicate,
+            (int)error->position, "");
+}
+
+/* The collection's schema, when it has one, lets the parser reject unknown
+ * fields and link traversal. */
+static json_t *load_schema(store *store, const char *collection)
+{
+    char *text;
+    size_t size;
+    if (store_get_schema(store, collection, &text, &size) != 0)
+        return NULL;
+    json_t *schema = json_loadb(text, size, 0, NULL);
+    free(text);
+    return schema;
+}
+
+int query_command_run(int argc, char **argv)
+{
+    char separator = '\n';
+    int option;
+    optind = 1;
+    while ((option = getopt(argc, argv, "+0")) != -1) {
+        if (option != '0') {
+            fprintf(stderr, "usage: realmfs query [-0] MOUNTPOINT COLLECTION PREDICATE\n");
+            return 2;
+        }
+        separator = '\0';
+    }
+    if (optind != argc - 3) {
+        fprintf(stderr, "usage: realmfs query [-0] MOUNTPOINT COLLECTION PREDICATE\n");
+        return 2;
+    }
+    const char *mountpoint = argv[optind];
+    const char *collection = argv[optind + 1];
+    const char *predicate = argv[optind + 2];
+
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/.realmfs/status", mountpoint);
+    json_t *status = json_load_file(path, 0, NULL);
+    const char *data = json_string_value(json_object_get(status, "data"));
+    if (!data) {
+        fprintf(stderr, "realmfs: %s is not a realmfs mount\n", mountpoint);
+        json_decref(status);
+        return 1;
+    }
+    store *store = NULL;
+    store_options options = {.read_only = true};
+    if (store_open(data, &options, &store) != 0) {
+        fprintf(stderr, "realmfs: cannot open the store of %s: %s\n", mountpoint,
+                store_last_error());
+        json_decref(status);
+        return 1;
+    }
+    json_decref(status);
+    int exit_status = 0;
+    json_t *schema = load_schema(store, collection);
+    rql_error parse_error;
+    rql_query *query = rql_parse(predicate, NULL, schema, &parse_error);
+    if (!query) {
+        print_predicate_error(predicate, &parse_error);
+        exit_status = 2;
+    } else if (store_has_collection(store, collection) != 1) {
+        fprintf(stderr, "realmfs: %s has no collection %s\n", mountpoint, collection);
+        exit_status = 1;
+    } else {
+        char prefix[PATH_MAX];
+        snprintf(prefix, sizeof prefix, "%s/%s/", mountpoint, collection);
+        query_walk walk = {.query = query, .prefix = prefix, .separator = separator};
+        int error = store_scan_objects(store, collection, NULL, false, print_if_matching, &walk);
+        if (error < 0) {
+            fprintf(stderr, "realmfs: %s\n", store_last_error());
+            exit_status = 1;
+        }
+        if (walk.unreadable)
+            fprintf(stderr, "realmfs: %zu stored objects could not be read\n", walk.unreadable);
+    }
+    rql_free(query);
+    json_decref(schema);
+    store_close(store);
+    return exit_status;
+}
