@@ -75,9 +75,9 @@ filter *filter_parse(const json_t *expression, const char *source_name,
 bool filter_matches(const filter *filter, const json_t *document, const filter_user *user);
 
 /*
- * Call visit with the dotted path of every document field the filter reads,
- * once per occurrence, in the order they appear in the expression (the
- * expansions used as keys are not document fields).  Stops at, and returns,
+ * Call visit once for each distinct document field path the filter reads,
+ * as written ("owner_id", "address.city"), in order of first appearance;
+ * expansions used as keys are not document fields.  Stops at, and returns,
  * the first non-zero value visit returns; returns 0 otherwise.
  */
 int filter_visit_fields(const filter *filter, int (*visit)(const char *path, void *context),

@@ -59,8 +59,9 @@ int rql_visit_fields(const rql_query *query, int (*visit)(const char *path, void
  * The canonical text of the query: keywords in upper case, parameters
  * replaced by their values, strings in double quotes, dates as
  * T<seconds>:<nanoseconds>, parentheses only where needed.  Parsing the
- * result gives a query that matches the same documents and describes to the
- * same text.  malloc'd; NULL when out of memory.
+ * result gives a query that describes to the same text and matches the same
+ * documents, except that a decimal argument reads back as a double and a
+ * binary argument as subtype 0.  malloc'd; NULL when out of memory.
  */
 char *rql_describe(const rql_query *query);
 

@@ -14,7 +14,6 @@
 #include "realmfs/value.h"
 
 #include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -321,12 +320,13 @@ static bool filter_operand_reserve(filter_parser *parser, filter_operand *operan
     return true;
 }
 
-/* A user expansion reading a dotted path inside data or custom_data; the
- * expansion without a path is the whole document. */
+/* A user expansion reading a dotted path inside data or custom_data: rest
+ * is "" for the whole document, or "." and the path. */
 static filter_operand *filter_user_path_new(filter_parser *parser, filter_operand_kind kind,
-                                            const char *path, const filter_location *location)
+                                            const char *rest, const filter_location *location)
 {
-    if (*path != '\0' && !filter_check_path(parser, path, location))
+    const char *path = *rest == '.' ? rest + 1 : rest;
+    if (*rest == '.' && !filter_check_path(parser, path, location))
         return NULL;
     filter_operand *operand = filter_operand_new(parser, kind, location);
     if (operand == NULL)
@@ -339,22 +339,22 @@ static filter_operand *filter_user_path_new(filter_parser *parser, filter_operan
     return operand;
 }
 
-/* The path after prefix in an expansion ("" or the text after a '.'), or
- * NULL when the expansion does not start with prefix as a whole step. */
+/* What follows prefix in an expansion ("" or "." and a path), or NULL when
+ * the expansion does not start with prefix as a whole step. */
 static const char *filter_after_prefix(const char *expansion, const char *prefix)
 {
     size_t length = strlen(prefix);
     if (strncmp(expansion, prefix, length) != 0)
         return NULL;
-    if (expansion[length] == '\0')
-        return expansion + length;
-    return expansion[length] == '.' ? expansion + length + 1 : NULL;
+    if (expansion[length] != '\0' && expansion[length] != '.')
+        return NULL;
+    return expansion + length;
 }
 
 static filter_operand *filter_parse_expansion(filter_parser *parser, const char *expansion,
                                               size_t length, const filter_location *location)
 {
-    const char *path;
+    const char *rest;
     if (strlen(expansion) != length)
         filter_fail(parser, location, "unsupported expansion with a NUL byte");
     else if (strcmp(expansion, "%%true") == 0)
@@ -365,10 +365,10 @@ static filter_operand *filter_parse_expansion(filter_parser *parser, const char 
         return filter_operand_new(parser, FILTER_OPERAND_USER_ID, location);
     else if (strcmp(expansion, "%%user.type") == 0)
         return filter_operand_new(parser, FILTER_OPERAND_USER_TYPE, location);
-    else if ((path = filter_after_prefix(expansion, "%%user.data")) != NULL)
-        return filter_user_path_new(parser, FILTER_OPERAND_USER_DATA, path, location);
-    else if ((path = filter_after_prefix(expansion, "%%user.custom_data")) != NULL)
-        return filter_user_path_new(parser, FILTER_OPERAND_USER_CUSTOM_DATA, path, location);
+    else if ((rest = filter_after_prefix(expansion, "%%user.data")) != NULL)
+        return filter_user_path_new(parser, FILTER_OPERAND_USER_DATA, rest, location);
+    else if ((rest = filter_after_prefix(expansion, "%%user.custom_data")) != NULL)
+        return filter_user_path_new(parser, FILTER_OPERAND_USER_CUSTOM_DATA, rest, location);
     else
         filter_fail(parser, location, "unsupported expansion %s", expansion);
     return NULL;
@@ -415,13 +415,14 @@ static filter_operand *filter_fold_conversion(filter_parser *parser, filter_oper
     bool out_of_memory = false;
     json_t *converted = filter_convert(conversion->kind, conversion->items[0]->literal,
                                        &out_of_memory);
+    const char *needs = conversion->kind == FILTER_OPERAND_STRING_TO_OID
+                            ? "a string of 24 hexadecimal digits"
+                            : "an ObjectId";
     filter_operand_free(conversion);
     if (out_of_memory)
         return filter_out_of_memory(parser, location);
     if (converted == NULL) {
-        filter_fail(parser, location, "%s needs %s", name,
-                    strcmp(name, "%stringToOid") == 0 ? "a string of 24 hexadecimal digits"
-                                                      : "an ObjectId");
+        filter_fail(parser, location, "%s needs %s", name, needs);
         return NULL;
     }
     return filter_literal_new(parser, converted, location);
@@ -432,11 +433,12 @@ static filter_operand *filter_parse_conversion(filter_parser *parser, const json
 {
     void *only = json_object_iter((json_t *)object);
     const char *name = json_object_iter_key(only);
-    filter_operand_kind kind;
     if (filter_key_has_nul(name)) {
         filter_fail(parser, location, "key with a NUL byte");
         return NULL;
-    } else if (strcmp(name, "%stringToOid") == 0)
+    }
+    filter_operand_kind kind;
+    if (strcmp(name, "%stringToOid") == 0)
         kind = FILTER_OPERAND_STRING_TO_OID;
     else if (strcmp(name, "%oidToString") == 0)
         kind = FILTER_OPERAND_OID_TO_STRING;
@@ -504,8 +506,8 @@ static filter_operand *filter_parse_array_value(filter_parser *parser, const jso
     return operand;
 }
 
-/* An embedded document given as a value.  Its keys are plain field names:
- * neither operators nor expansions. */
+/* The keys of a document given as a value are plain field names: neither
+ * operators nor expansions. */
 static bool filter_check_value_key(filter_parser *parser, const char *key,
                                    const filter_location *location)
 {
@@ -1246,16 +1248,39 @@ bool filter_matches(const filter *filter, const json_t *document, const filter_u
 /* ------------------------------------------------------------------------ */
 /* Fields read                                                              */
 
-static int filter_visit_node(const filter_node *node,
+static bool filter_reads_field(const filter_node *node)
+{
+    return node->kind == FILTER_NODE_FIELD && node->subject.path != NULL;
+}
+
+/* Whether a node met before field, in visiting order from node, reads the
+ * same path; *reached is set once field itself is met. */
+static bool filter_path_read_before(const filter_node *node, const filter_node *field,
+                                    bool *reached)
+{
+    if (node == field) {
+        *reached = true;
+        return false;
+    }
+    if (filter_reads_field(node) && strcmp(node->subject.path, field->subject.path) == 0)
+        return true;
+    for (size_t i = 0; i < node->child_count && !*reached; i++)
+        if (filter_path_read_before(node->children[i], field, reached))
+            return true;
+    return false;
+}
+
+static int filter_visit_node(const filter_node *root, const filter_node *node,
                              int (*visit)(const char *path, void *context), void *context)
 {
-    if (node->kind == FILTER_NODE_FIELD && node->subject.path != NULL) {
+    bool reached = false;
+    if (filter_reads_field(node) && !filter_path_read_before(root, node, &reached)) {
         int result = visit(node->subject.path, context);
         if (result != 0)
             return result;
     }
     for (size_t i = 0; i < node->child_count; i++) {
-        int result = filter_visit_node(node->children[i], visit, context);
+        int result = filter_visit_node(root, node->children[i], visit, context);
         if (result != 0)
             return result;
     }
@@ -1265,5 +1290,5 @@ static int filter_visit_node(const filter_node *node,
 int filter_visit_fields(const filter *filter, int (*visit)(const char *path, void *context),
                         void *context)
 {
-    return filter_visit_node(filter->root, visit, context);
+    return filter_visit_node(filter->root, filter->root, visit, context);
 }

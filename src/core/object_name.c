@@ -275,7 +275,7 @@ static uint64_t object_name_parse_hash(const char *digits)
 }
 
 /* Decodes a hashed stem, "<escaped prefix>%~<16 lowercase hex digits>",
- * into its prefix (out holds OBJECT_NAME_MAX bytes) and hash. */
+ * into its prefix (the buffer holds stem_length bytes) and hash. */
 static bool object_name_decode_hashed(const char *stem, size_t stem_length, char *prefix,
                                       size_t *prefix_length, uint64_t *hash)
 {

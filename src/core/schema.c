@@ -102,8 +102,8 @@ typedef enum schema_conversion {
  * document. */
 #define SCHEMA_ROOT_NAME "(root)"
 
-/* The state of one walk over a schema (and a document): where we are, for
- * messages, and where the message goes. */
+/* The state of one walk over a schema, or over a document and its schema:
+ * the path reached, for messages, and where the message goes. */
 typedef struct schema_walk {
     char path[SCHEMA_PATH_MAX];
     size_t path_length;
@@ -443,7 +443,8 @@ static void schema_describe_expected(const json_t *schema, char *text, size_t si
 
 /* A double as decimal text: the fewest significant digits (at most 17)
  * that read back as the same double, so 0.1 becomes "0.1" rather than its
- * exact binary expansion.  Non-finite doubles keep their names. */
+ * exact binary expansion.  Non-finite doubles keep their names.  Relies on
+ * the C locale's '.' decimal point, which the daemon never changes. */
 static void schema_format_double_as_decimal(double number, char *text, size_t size)
 {
     if (isnan(number)) {
@@ -462,7 +463,8 @@ static void schema_format_double_as_decimal(double number, char *text, size_t si
 }
 
 /* The value to store in place of a matched number, or NULL when out of
- * memory. */
+ * memory.  An integer beyond 2^53 becomes the nearest double, as it would
+ * in any BSON double field. */
 static json_t *schema_convert(const json_t *value, schema_conversion conversion)
 {
     if (conversion == SCHEMA_TO_DOUBLE)

@@ -56,7 +56,8 @@ typedef struct fs_node {
     bool pending;             /* object created but still empty: not in the store */
     int64_t pending_modified_ns;
     uint64_t kernel_cached_version; /* store version the page cache holds; 0 = unknown */
-    fs_handle *draft_owner;   /* the handle whose uncommitted draft getattr reports */
+    unsigned open_writers;    /* handles open for writing: each may hold a draft */
+    fs_handle *latest_draft;  /* the handle written to last, while its draft is unsaved */
     struct fs_node *name_next; /* chain in the (parent, name) table */
 } fs_node;
 
@@ -67,6 +68,7 @@ struct fs_handle {
     char *data;               /* snapshot (read-only) or draft (writable) */
     size_t size;
     size_t capacity;
+    int64_t modified_ns;      /* of the version the snapshot or draft started from */
     bool writable;
     bool dirty;               /* draft differs from what was last committed */
     bool written;             /* the draft got data since it was opened or committed,

@@ -45,6 +45,11 @@ static fs_context *context_of(fuse_req_t req)
     return fuse_req_userdata(req);
 }
 
+static fs_handle *handle_of(struct fuse_file_info *fi)
+{
+    return (fs_handle *)(uintptr_t)fi->fh;
+}
+
 static int64_t now_ns(void)
 {
     struct timespec now;
@@ -161,8 +166,7 @@ static void describe_parse_error(const ejson_error *parse_error, char *reason, s
         snprintf(reason, size, "%s", parse_error->message);
 }
 
-/* Put _id first when the content leaves it out, since Realm objects and
- * mongoexport both lead with it. */
+/* Put _id first, as MongoDB does on insert and mongoexport shows it. */
 static json_t *with_id_first(json_t *document, const json_t *id)
 {
     json_t *result = json_object();
@@ -196,15 +200,18 @@ static int prepare_object(fs_context *fs, const fs_node *node, json_t *document,
                  "this file name is the hash of a long _id: the content must give the _id");
         goto done;
     }
-    if (!id) {
-        json_t *completed = with_id_first(document, node->id);
+    if (!id)
+        id = node->id;
+    const char *first_key = json_object_iter_key(json_object_iter(document));
+    if (!first_key || strcmp(first_key, "_id") != 0) {
+        json_t *reordered = with_id_first(document, id);
         json_decref(document);
-        document = completed;
+        document = reordered;
         if (!document) {
             error = -ENOMEM;
             goto done;
         }
-        id = node->id;
+        id = json_object_get(document, "_id");
     }
     if (!id_type_is_supported(id)) {
         snprintf(reason, reason_size, "_id must be a string, an integer or an ObjectId, not %s",
@@ -378,8 +385,15 @@ static int generated_text(fs_context *fs, const fs_node *node, char **text, size
  * time for stored state (every change to it notifies the kernel), zero for
  * anything that changes without the kernel seeing it (drafts, scratch
  * files, generated files).
+ *
+ * A document's size is that of the handle asking, when the kernel names
+ * one (the size check before each cached read): a reader sees its
+ * snapshot and a writer its draft, so neither's reads are cut to the
+ * other's length.  Otherwise (stat, fstat) it is that of the draft written
+ * last, as on a disk file, or else of the stored version.
  */
-static int node_attributes(fs_context *fs, fs_node *node, struct stat *st, double *timeout)
+static int node_attributes(fs_context *fs, fs_node *node, const fs_handle *asking,
+                           struct stat *st, double *timeout)
 {
     memset(st, 0, sizeof *st);
     st->st_ino = node->ino;
@@ -408,8 +422,10 @@ static int node_attributes(fs_context *fs, fs_node *node, struct stat *st, doubl
     }
     case FS_NODE_SCHEMA:
     case FS_NODE_OBJECT: {
-        if (node->draft_owner && node->draft_owner->dirty) {
-            fill_file(fs, st, 0644, node->draft_owner->size, now_ns());
+        if (!(asking && asking->node == node && asking->fd < 0))
+            asking = node->latest_draft;
+        if (asking) {
+            fill_file(fs, st, 0644, asking->size, asking->dirty ? now_ns() : asking->modified_ns);
             return 0;
         }
         if (node->pending) {
@@ -430,7 +446,7 @@ static int node_attributes(fs_context *fs, fs_node *node, struct stat *st, doubl
         if (error)
             return error;
         fill_file(fs, st, 0644, info.size, info.modified_ns);
-        *timeout = FS_STABLE_TIMEOUT_SECONDS;
+        *timeout = node->open_writers ? 0 : FS_STABLE_TIMEOUT_SECONDS;
         return 0;
     }
     case FS_NODE_SCRATCH: {
@@ -586,7 +602,7 @@ static int entry_of(fs_context *fs, fs_node *node, struct fuse_entry_param *entr
 {
     memset(entry, 0, sizeof *entry);
     double timeout;
-    int error = node_attributes(fs, node, &entry->attr, &timeout);
+    int error = node_attributes(fs, node, NULL, &entry->attr, &timeout);
     if (error)
         return error;
     entry->ino = node->ino;
@@ -646,11 +662,12 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    (void)fi;
     fs_node *node = fs_node_get(ino);
     struct stat st;
     double timeout;
-    int error = node ? node_attributes(context_of(req), node, &st, &timeout) : -ENOENT;
+    int error = node ? node_attributes(context_of(req), node, fi ? handle_of(fi) : NULL, &st,
+                                       &timeout)
+                     : -ENOENT;
     if (error)
         fuse_reply_err(req, -error);
     else
@@ -666,11 +683,6 @@ static void record_rejection_of_emptying(fs_context *fs, const fs_node *node)
     record_rejection(fs, node, "close",
                      "the file was emptied and closed without new content; an empty file is "
                      "not an object, so the previous version is kept", "", 0);
-}
-
-static fs_handle *handle_of(struct fuse_file_info *fi)
-{
-    return (fs_handle *)(uintptr_t)fi->fh;
 }
 
 static fs_handle *handle_new(fs_context *fs, fs_node *node)
@@ -690,8 +702,10 @@ static void handle_free(fs_handle *handle)
         record_rejection_of_emptying(handle->fs, handle->node);
     if (handle->fd >= 0)
         close(handle->fd);
-    if (handle->node && handle->node->draft_owner == handle)
-        handle->node->draft_owner = NULL;
+    if (handle->writable)
+        handle->node->open_writers--;
+    if (handle->node && handle->node->latest_draft == handle)
+        handle->node->latest_draft = NULL;
     for (size_t i = 0; i < handle->extra_count; i++)
         free(handle->extra_names[i]);
     free(handle->extra_names);
@@ -729,7 +743,7 @@ static int handle_resize(fs_handle *handle, size_t size)
 static void handle_mark_dirty(fs_handle *handle)
 {
     handle->dirty = true;
-    handle->node->draft_owner = handle;
+    handle->node->latest_draft = handle;
     handle->node->kernel_cached_version = 0;
 }
 
@@ -743,11 +757,14 @@ static void handle_mark_dirty(fs_handle *handle)
  */
 static int handle_commit(fs_context *fs, fs_handle *handle, const char *operation)
 {
-    if (!handle->writable || !handle->dirty || !handle->written || handle->node->parent == 0)
+    if (!handle->dirty || !handle->written || handle->node->parent == 0)
         return 0;
     int error = commit_document(fs, handle->node, handle->data, handle->size, NULL, operation);
-    if (!error)
+    if (!error) {
         handle->dirty = handle->written = false;
+        if (handle->node->latest_draft == handle)
+            handle->node->latest_draft = NULL;
+    }
     return error;
 }
 
@@ -764,6 +781,9 @@ static int open_document(fs_context *fs, fs_node *node, int flags, fs_handle *ha
     handle->data = text;
     handle->size = size;
     handle->capacity = size + 1;
+    handle->modified_ns = node->pending ? node->pending_modified_ns : info.modified_ns;
+    if (handle->writable)
+        node->open_writers++;
     if (handle->writable && (flags & O_TRUNC)) {
         handle->size = 0;
         if (!node->pending)
@@ -1045,7 +1065,6 @@ static int truncate_document(fs_context *fs, fs_node *node, off_t size, fs_handl
     int error = load_document(fs, node, &temporary->data, &temporary->size, &info);
     if (!error) {
         temporary->capacity = temporary->size + 1;
-        temporary->writable = true;
         error = handle_resize(temporary, (size_t)size);
     }
     if (!error && (size_t)size != info.size) {
@@ -1141,7 +1160,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
     }
     struct stat st;
     double timeout;
-    error = node_attributes(fs, node, &st, &timeout);
+    error = node_attributes(fs, node, handle, &st, &timeout);
     if (error)
         fuse_reply_err(req, -error);
     else
@@ -1682,7 +1701,7 @@ static void page_add_named(directory_page *page, const char *name, off_t next_co
         return;
     }
     if (find_child(page->fs, dir, name, &node) != 0 ||
-        node_attributes(page->fs, node, &st, &timeout) != 0)
+        node_attributes(page->fs, node, NULL, &st, &timeout) != 0)
         return; /* gone since opendir: skip it */
     page_add(page, node, name, &st, timeout, next_cookie);
 }
