@@ -55,7 +55,6 @@ typedef struct fs_node {
     uint64_t lookups;         /* the kernel's lookup count */
     bool pending;             /* object created but still empty: not in the store */
     int64_t pending_modified_ns;
-    uint64_t kernel_cached_version; /* store version the page cache holds; 0 = unknown */
     unsigned open_writers;    /* handles open for writing: each may hold a draft */
     fs_handle *latest_draft;  /* the handle written to last, while its draft is unsaved */
     struct fs_node *name_next; /* chain in the (parent, name) table */

@@ -274,14 +274,17 @@ static int prepare_schema(const char *text, size_t size, char **canonical,
 }
 
 /*
- * Validate text as the new content of node and store it.  When replaced is
- * given (a rename), its stored version is removed in the same step.
- * Empty content keeps a pending document pending.  Rejections are recorded
- * in the error log under operation.
+ * Validate text as the new content of node and store it, changed at
+ * modified_ns (0: now).  When replaced is given (a rename), its stored
+ * version is removed in the same step.  Empty content keeps a pending
+ * document pending.  Rejections are recorded in the error log under
+ * operation.
  */
 static int commit_document(fs_context *fs, fs_node *node, const char *text, size_t size,
-                           const fs_node *replaced, const char *operation)
+                           const fs_node *replaced, const char *operation, int64_t modified_ns)
 {
+    if (modified_ns == 0)
+        modified_ns = now_ns();
     if (size == 0 && node->pending && !replaced)
         return 0;
     char reason[512] = "";
@@ -316,10 +319,10 @@ static int commit_document(fs_context *fs, fs_node *node, const char *text, size
         }
         if (!error && replaced && !replaced->pending)
             error = store_rename_object(fs->store, node->collection, replaced->id, id, canonical,
-                                        canonical_size, now_ns(), NULL);
+                                        canonical_size, modified_ns, NULL);
         else if (!error)
             error = store_put_object(fs->store, node->collection, id, canonical, canonical_size,
-                                     now_ns(), NULL);
+                                     modified_ns, NULL);
         if (!error && !node->id)
             node->id = json_incref(id);
         json_decref(id);
@@ -332,8 +335,6 @@ static int commit_document(fs_context *fs, fs_node *node, const char *text, size
         return error;
     }
     node->pending = false;
-    node->kernel_cached_version = 0;
-    fs_notify_inode(node->ino);
     return 0;
 }
 
@@ -744,7 +745,6 @@ static void handle_mark_dirty(fs_handle *handle)
 {
     handle->dirty = true;
     handle->node->latest_draft = handle;
-    handle->node->kernel_cached_version = 0;
 }
 
 /*
@@ -759,7 +759,7 @@ static int handle_commit(fs_context *fs, fs_handle *handle, const char *operatio
 {
     if (!handle->dirty || !handle->written || handle->node->parent == 0)
         return 0;
-    int error = commit_document(fs, handle->node, handle->data, handle->size, NULL, operation);
+    int error = commit_document(fs, handle->node, handle->data, handle->size, NULL, operation, 0);
     if (!error) {
         handle->dirty = handle->written = false;
         if (handle->node->latest_draft == handle)
@@ -789,10 +789,14 @@ static int open_document(fs_context *fs, fs_node *node, int flags, fs_handle *ha
         if (!node->pending)
             handle_mark_dirty(handle);
     }
-    /* keep the kernel's pages only if they hold exactly this version */
-    fi->keep_cache = !handle->writable && info.version != 0 &&
-                     node->kernel_cached_version == info.version;
-    node->kernel_cached_version = handle->writable ? 0 : info.version;
+    /*
+     * Every handle reads its own snapshot or draft, so reads bypass the
+     * page cache: one cached copy and one kernel i_size shared by all
+     * handles would let a writer's O_TRUNC or a longer draft cut or pad
+     * a reader's object.  A reader has nothing to flush on close.
+     */
+    fi->direct_io = 1;
+    fi->noflush = !handle->writable;
     return 0;
 }
 
@@ -1409,6 +1413,108 @@ static void free_target_document(fs_node *target)
     free(target);
 }
 
+/* After a successful rename into a document name, the moved node takes
+ * the identity the target was committed under. */
+static void adopt_document_identity(fs_node *node, fs_node *target)
+{
+    node->kind = target->kind;
+    free(node->collection);
+    node->collection = target->collection;
+    target->collection = NULL;
+    json_decref(node->id);
+    node->id = json_incref(target->id);
+}
+
+static int rename_scratch_to_document(fs_context *fs, fs_node *dir, fs_node *source,
+                                      const char *new_name, fs_node_kind target_kind)
+{
+    char source_path[PATH_MAX];
+    scratch_path(dir, source->name, source_path, sizeof source_path);
+    char *text = NULL;
+    size_t size = 0;
+    int error = read_scratch_file(fs, source_path, &text, &size);
+    fs_node *target = error ? NULL : prepare_target_document(dir, new_name, target_kind);
+    if (!error && !target)
+        error = -ENOMEM;
+    /* like mv on a disk, the object keeps the moved file's time (rsync -a sets it) */
+    struct stat scratch_status;
+    int64_t modified_ns = 0;
+    if (!error && fstatat(fs->scratch_directory_fd, source_path, &scratch_status, 0) == 0)
+        modified_ns = (int64_t)scratch_status.st_mtim.tv_sec * 1000000000 + scratch_status.st_mtim.tv_nsec;
+    if (!error) {
+        target->ino = source->ino;
+        error = commit_document(fs, target, text, size, NULL, "rename", modified_ns);
+    }
+    if (!error) {
+        unlinkat(fs->scratch_directory_fd, source_path, 0);
+        adopt_document_identity(source, target);
+        source->pending = target->pending;  /* an empty scratch file becomes a pending object */
+        source->pending_modified_ns = now_ns();
+    }
+    if (target)
+        free_target_document(target);
+    free(text);
+    return error;
+}
+
+static int rename_document_to_scratch(fs_context *fs, fs_node *dir, fs_node *source,
+                                      const char *new_name)
+{
+    char *text = NULL;
+    size_t size;
+    store_object_info info;
+    int error = load_document(fs, source, &text, &size, &info);
+    if (!error)
+        error = write_scratch_file(fs, dir, new_name, text, size, false);
+    if (!error)
+        error = delete_document(fs, source);
+    if (!error) {
+        source->kind = FS_NODE_SCRATCH;
+        json_decref(source->id);
+        source->id = NULL;
+        source->pending = false;
+    }
+    free(text);
+    return error;
+}
+
+static int rename_document_to_document(fs_context *fs, fs_node *dir, fs_node *source,
+                                       const char *new_name, fs_node_kind target_kind,
+                                       fs_node *existing)
+{
+    char *text;
+    size_t size;
+    store_object_info info;
+    int error = load_document(fs, source, &text, &size, &info);
+    if (error)
+        return error;
+    fs_node *target = prepare_target_document(dir, new_name, target_kind);
+    char *renamed = NULL;
+    size_t renamed_size = size;
+    if (!target)
+        error = -ENOMEM;
+    else if (target_kind == FS_NODE_OBJECT && size > 0 && target->id)
+        error = text_with_new_id(text, size, target->id, &renamed, &renamed_size);
+    if (!error) {
+        target->ino = source->ino;
+        /* a pending source replaces the target with nothing yet */
+        if (source->pending && existing && is_document_kind(existing->kind))
+            error = delete_document(fs, existing);
+        else if (!source->pending)
+            error = commit_document(fs, target, renamed ? renamed : text, renamed_size, source,
+                                    "rename", info.modified_ns);
+    }
+    if (!error) {
+        adopt_document_identity(source, target);
+        fs_notify_inode(source->ino); /* its _id, so its size, changed under the kernel */
+    }
+    free(renamed);
+    if (target)
+        free_target_document(target);
+    free(text);
+    return error;
+}
+
 /*
  * Rename within one object directory.  The cases, by source and target name:
  *   scratch -> scratch    a plain rename of backing files
@@ -1430,83 +1536,19 @@ static int rename_in_directory(fs_context *fs, fs_node *dir, fs_node *source,
     if (lookup == 0 && existing == source)
         return 0;
     fs_node_kind target_kind = kind_of_new_name(dir, new_name);
-    char source_path[PATH_MAX], target_path[PATH_MAX];
-    scratch_path(dir, source->name, source_path, sizeof source_path);
-    scratch_path(dir, new_name, target_path, sizeof target_path);
-    int error = 0;
-
+    int error;
     if (source->kind == FS_NODE_SCRATCH && target_kind == FS_NODE_SCRATCH) {
+        char source_path[PATH_MAX], target_path[PATH_MAX];
+        scratch_path(dir, source->name, source_path, sizeof source_path);
+        scratch_path(dir, new_name, target_path, sizeof target_path);
         error = renameat(fs->scratch_directory_fd, source_path, fs->scratch_directory_fd,
                          target_path) == 0 ? 0 : -errno;
     } else if (source->kind == FS_NODE_SCRATCH) {
-        char *text = NULL;
-        size_t size = 0;
-        error = read_scratch_file(fs, source_path, &text, &size);
-        fs_node *target = error ? NULL : prepare_target_document(dir, new_name, target_kind);
-        if (!error && !target)
-            error = -ENOMEM;
-        if (!error) {
-            target->ino = source->ino;
-            error = commit_document(fs, target, text, size, NULL, "rename");
-            if (!error) {
-                unlinkat(fs->scratch_directory_fd, source_path, 0);
-                source->kind = target_kind;
-                free(source->collection);
-                source->collection = target->collection;
-                target->collection = NULL;
-                json_decref(source->id);
-                source->id = json_incref(target->id);
-                source->pending = target->pending;
-                if (source->pending)
-                    source->pending_modified_ns = now_ns();
-            }
-            free_target_document(target);
-        }
-        free(text);
+        error = rename_scratch_to_document(fs, dir, source, new_name, target_kind);
+    } else if (target_kind == FS_NODE_SCRATCH) {
+        error = rename_document_to_scratch(fs, dir, source, new_name);
     } else {
-        char *text;
-        size_t size;
-        store_object_info info;
-        error = load_document(fs, source, &text, &size, &info);
-        if (!error && target_kind == FS_NODE_SCRATCH) {
-            error = write_scratch_file(fs, dir, new_name, text, size, false);
-            if (!error)
-                error = delete_document(fs, source);
-            if (!error) {
-                source->kind = FS_NODE_SCRATCH;
-                json_decref(source->id);
-                source->id = NULL;
-                source->pending = false;
-            }
-        } else if (!error) {
-            fs_node *target = prepare_target_document(dir, new_name, target_kind);
-            char *renamed = NULL;
-            size_t renamed_size = size;
-            if (!target)
-                error = -ENOMEM;
-            else if (target_kind == FS_NODE_OBJECT && size > 0 && target->id)
-                error = text_with_new_id(text, size, target->id, &renamed, &renamed_size);
-            if (!error) {
-                target->ino = source->ino;
-                /* a pending source replaces the target with nothing yet */
-                if (source->pending && existing && is_document_kind(existing->kind))
-                    error = delete_document(fs, existing);
-                else if (!source->pending)
-                    error = commit_document(fs, target, renamed ? renamed : text, renamed_size,
-                                            source, "rename");
-            }
-            if (!error) {
-                free(source->collection);
-                source->collection = target->collection;
-                target->collection = NULL;
-                json_decref(source->id);
-                source->id = json_incref(target->id);
-            }
-            free(renamed);
-            if (target)
-                free_target_document(target);
-        }
-        free(text);
+        error = rename_document_to_document(fs, dir, source, new_name, target_kind, existing);
     }
     if (error)
         return error;

@@ -10,6 +10,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,6 +117,23 @@ static int run_fusermount(const char *mountpoint)
     return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
 }
 
+/* Whether pid is a live process: an exited daemon whose parent has not
+ * reaped it (a container's init may never do so) is a zombie, and done. */
+static bool process_is_running(pid_t pid)
+{
+    if (kill(pid, 0) != 0)
+        return false;
+    char path[64], state = '?';
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *stat_file = fopen(path, "r");
+    if (!stat_file)
+        return errno != ENOENT;
+    /* the state follows the command name, which is in parentheses */
+    int matched = fscanf(stat_file, "%*d (%*[^)]) %c", &state);
+    fclose(stat_file);
+    return matched != 1 || (state != 'Z' && state != 'X');
+}
+
 static int command_unmount(int argc, char **argv)
 {
     static const struct option long_options[] = {
@@ -145,7 +163,7 @@ static int command_unmount(int argc, char **argv)
     /* The store is closed only when the daemon exits: wait for that, so a
      * remount right after this command finds the data directory free. */
     struct timespec pause = {.tv_nsec = 20 * 1000 * 1000};
-    for (double waited = 0; pid > 0 && kill(pid, 0) == 0; waited += 0.02) {
+    for (double waited = 0; pid > 0 && process_is_running(pid); waited += 0.02) {
         if (waited >= timeout_seconds) {
             fprintf(stderr, "realmfs: unmounted, but daemon %d is still running\n", (int)pid);
             return 1;

@@ -1,0 +1,827 @@
+/*
+ * query_bench.c — how fast realmfs evaluates Flexible Sync subscriptions,
+ * compared in the same run with SQLite's JSON functions over the same
+ * documents.
+ *
+ * It writes OBJECTS deterministic "Task" documents (query_documents.h)
+ * twice, into a fresh directory under --dir (default /tmp):
+ *
+ *   store/        a realmfs store (LMDB), collection "Task", each object as
+ *                 its canonical pretty Extended JSON, which is what realmfs
+ *                 keeps
+ *   docs.sqlite   a table docs(id INTEGER PRIMARY KEY, body TEXT) holding
+ *                 the same text with the insignificant whitespace removed
+ *                 (dates stay {"$date": "2026-01-01T00:00:00Z"}), no index
+ *
+ * and then times five subscriptions (the table `subscriptions` below) over
+ * all of them:
+ *
+ *   sqlite           SELECT count(*) FROM docs WHERE <json_extract predicate>
+ *   rql on store     store_scan_objects over the collection, ejson_parse of
+ *                    each object's text, rql_matches: the whole path a
+ *                    subscription evaluation takes in realmfs
+ *                    (`realmfs query` is exactly this loop)
+ *   rql on parsed    rql_matches alone, over the documents already parsed in
+ *                    memory: the query engine without storage and parsing
+ *
+ * and, independent of the query, where the "rql on store" time goes:
+ *
+ *   store scan       the LMDB walk alone (cursor, record header, id decode)
+ *   store + parse    the walk plus ejson_parse and json_decref of every object
+ *   sqlite scan      count(*) WHERE length(body) > 0: reading every body
+ *   sqlite parse     count(*) WHERE json_valid(body): reading and parsing it
+ *
+ * Every measurement runs once untimed (warming the page cache, SQLite's
+ * cache and the allocator), then --rounds times (default 3); the median is
+ * reported as nanoseconds per stored object.  "ratio" is SQLite's time over
+ * realmfs's: above 1 realmfs is faster.  Each subscription's match count
+ * must be the same from every engine and every round, or the program
+ * exits with status 1 after printing the counts.
+ */
+#include <errno.h>
+#include <ftw.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <linux/magic.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "query_documents.h"
+#include "realmfs/ejson.h"
+#include "realmfs/rql.h"
+#include "realmfs/store.h"
+
+#define COLLECTION "Task"
+#define DEFAULT_OBJECTS 1000000u
+#define DEFAULT_ROUNDS 3u
+#define MAX_ROUNDS 25u
+/* Every stored object gets this modification time (2026-11-26T00:00:00Z),
+ * so two runs write identical stores. */
+#define MODIFIED_NS INT64_C(1795651200000000000)
+
+typedef struct subscription {
+    const char *rql;
+    /* The same predicate for SQLite, on the text in docs.body.  On this
+     * data the two mean the same thing; comments say where the meanings of
+     * the two languages differ in general. */
+    const char *sql_where;
+} subscription;
+
+static const subscription subscriptions[] = {
+    {"owner_id == \"user-42\"",
+     "json_extract(body, '$.owner_id') = 'user-42'"},
+    /* json_extract gives 0 for false; the data never stores 0 there */
+    {"isComplete == false AND priority >= 3",
+     "json_extract(body, '$.isComplete') = 0 AND json_extract(body, '$.priority') >= 3"},
+    /* lower() folds ASCII only, [c] also Latin-1 and more; the needle is
+     * ASCII, so only ASCII letters of a summary can take part in a match */
+    {"summary CONTAINS[c] \"report\"",
+     "instr(lower(json_extract(body, '$.summary')), 'report') > 0"},
+    {"ANY tags == \"urgent\"",
+     "EXISTS (SELECT 1 FROM json_each(body, '$.tags') WHERE value = 'urgent')"},
+    /* Dates compare as their ISO-8601 strings, which order like the
+     * instants because every stored date has the same form (whole seconds,
+     * "Z"); a missing due gives NULL, which is not greater than anything,
+     * as RQL's null is not. */
+    {"due > 2026-01-01@00:00:00 AND project.archived == false",
+     "json_extract(body, '$.due.\"$date\"') > '2026-01-01T00:00:00Z'"
+     " AND json_extract(body, '$.project.archived') = 0"},
+};
+#define SUBSCRIPTION_COUNT (sizeof subscriptions / sizeof subscriptions[0])
+
+/* What to measure (--measure); all by default. */
+enum {
+    MEASURE_SQLITE = 1 << 0,
+    MEASURE_STORE = 1 << 1,
+    MEASURE_PARSED = 1 << 2,
+    MEASURE_BREAKDOWN = 1 << 3,
+    MEASURE_ALL = (1 << 4) - 1,
+};
+
+typedef struct options {
+    uint32_t objects;
+    unsigned rounds;
+    const char *parent;      /* where the work directory is made */
+    bool keep;               /* leave the work directory behind */
+    unsigned measure;        /* MEASURE_* bits */
+    unsigned queries;        /* bit k: subscription k + 1 */
+} options;
+
+typedef struct bench {
+    options options;
+    char work[PATH_MAX];        /* "" until made */
+    char store_path[PATH_MAX];
+    char sqlite_path[PATH_MAX];
+    store *store;
+    sqlite3 *db;
+    json_t **parsed;            /* options.objects documents, or NULL */
+} bench;
+
+/* One timed measurement: its median and the count it returned. */
+typedef struct result {
+    bool measured;
+    int64_t median_ns;
+    uint64_t count;
+} result;
+
+/* ------------------------------------------------------------------------ */
+/* Small helpers                                                              */
+
+static int64_t monotonic_ns(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+}
+
+static int compare_int64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static double per_object(int64_t ns, uint32_t objects)
+{
+    return (double)ns / (double)objects;
+}
+
+/* The JSON text without the whitespace between tokens, into out (which
+ * holds at least length bytes); returns its length.  Whitespace inside
+ * strings is kept: a string is copied verbatim, escapes included. */
+static size_t compact_json(const char *text, size_t length, char *out)
+{
+    size_t written = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < length; i++) {
+        char c = text[i];
+        if (in_string) {
+            out[written++] = c;
+            if (c == '\\' && i + 1 < length)
+                out[written++] = text[++i];
+            else if (c == '"')
+                in_string = false;
+        } else if (c != ' ' && c != '\n' && c != '\t' && c != '\r') {
+            out[written++] = c;
+            in_string = c == '"';
+        }
+    }
+    return written;
+}
+
+static const char *file_system_name(const char *path)
+{
+    struct statfs info;
+    if (statfs(path, &info) != 0)
+        return "unknown";
+    switch ((unsigned long)info.f_type) {
+    case TMPFS_MAGIC:
+        return "tmpfs (RAM)";
+    case EXT4_SUPER_MAGIC:
+        return "ext4 (disk, read through the page cache)";
+    case BTRFS_SUPER_MAGIC:
+        return "btrfs";
+    case XFS_SUPER_MAGIC:
+        return "xfs";
+    default:
+        return "other";
+    }
+}
+
+static int remove_entry(const char *path, const struct stat *info, int flag, struct FTW *ftw)
+{
+    (void)info;
+    (void)flag;
+    (void)ftw;
+    if (remove(path) != 0) {
+        fprintf(stderr, "query_bench: cannot remove %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Setup                                                                      */
+
+static int make_work_directory(bench *b)
+{
+    int n = snprintf(b->work, sizeof b->work, "%s/realmfs-query-bench.XXXXXX",
+                     b->options.parent);
+    if (n < 0 || (size_t)n >= sizeof b->work) {
+        fprintf(stderr, "query_bench: --dir is too long\n");
+        b->work[0] = '\0';
+        return -1;
+    }
+    if (mkdtemp(b->work) == NULL) {
+        fprintf(stderr, "query_bench: cannot make a directory in %s: %s\n", b->options.parent,
+                strerror(errno));
+        b->work[0] = '\0';
+        return -1;
+    }
+    /* both fit: the suffixes are shorter than the template's */
+    snprintf(b->store_path, sizeof b->store_path, "%.*s/store", PATH_MAX - 16, b->work);
+    snprintf(b->sqlite_path, sizeof b->sqlite_path, "%.*s/docs.sqlite", PATH_MAX - 16, b->work);
+    return 0;
+}
+
+static int sqlite_exec(sqlite3 *db, const char *sql)
+{
+    char *message = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &message) != SQLITE_OK) {
+        fprintf(stderr, "query_bench: sqlite: %s: %s\n", sql, message ? message : "?");
+        sqlite3_free(message);
+        return -1;
+    }
+    return 0;
+}
+
+static int open_engines(bench *b)
+{
+    /* Room for the objects (about 600 bytes each in LMDB's B-tree) with a
+     * wide margin, instead of the default 64 GiB of address space, which
+     * valgrind cannot map. */
+    store_options store_options = {
+        .map_size = (UINT64_C(1) << 30) + (uint64_t)b->options.objects * 2048,
+    };
+    if (store_open(b->store_path, &store_options, &b->store) != 0 ||
+        store_create_collection(b->store, COLLECTION) != 0) {
+        fprintf(stderr, "query_bench: store: %s\n", store_last_error());
+        return -1;
+    }
+    if (sqlite3_open_v2(b->sqlite_path, &b->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                        NULL) != SQLITE_OK) {
+        fprintf(stderr, "query_bench: sqlite: cannot open %s: %s\n", b->sqlite_path,
+                b->db ? sqlite3_errmsg(b->db) : "out of memory");
+        return -1;
+    }
+    /* No journal and no fsync while loading: the table is rebuilt on every
+     * run, and the queries only read.  Everything else (page size, cache
+     * size, no mmap) stays at SQLite's defaults. */
+    return sqlite_exec(b->db, "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;"
+                              "CREATE TABLE docs(id INTEGER PRIMARY KEY, body TEXT)");
+}
+
+typedef struct load_totals {
+    uint64_t store_bytes;      /* canonical text */
+    uint64_t sqlite_bytes;     /* compact text */
+    int64_t store_ns;
+    int64_t sqlite_ns;
+    int64_t other_ns;          /* generating, formatting, parsing */
+} load_totals;
+
+/* Object i: into the store as canonical text (one store_put_object per
+ * object, as realmfs commits them), into SQLite as compact text (the
+ * caller wraps all inserts in one transaction), and, parsed from the
+ * canonical text exactly as the store path will parse it, into
+ * b->parsed[i] when that is measured. */
+static int load_object(bench *b, uint32_t i, sqlite3_stmt *insert, char **compact,
+                       size_t *compact_capacity, load_totals *totals)
+{
+    int64_t t0 = monotonic_ns();
+    json_t *document = query_document_new(i);
+    size_t length = 0;
+    char *text = document ? ejson_format_pretty(document, &length) : NULL;
+    if (text == NULL) {
+        json_decref(document);
+        fprintf(stderr, "query_bench: out of memory making object %" PRIu32 "\n", i);
+        return -1;
+    }
+    if (length > *compact_capacity) {
+        char *grown = realloc(*compact, length);
+        if (grown == NULL) {
+            free(text);
+            json_decref(document);
+            fprintf(stderr, "query_bench: out of memory\n");
+            return -1;
+        }
+        *compact = grown;
+        *compact_capacity = length;
+    }
+    size_t compact_length = compact_json(text, length, *compact);
+    int64_t t1 = monotonic_ns();
+
+    int result = store_put_object(b->store, COLLECTION, json_object_get(document, "_id"), text,
+                                  length, MODIFIED_NS, NULL);
+    if (result != 0)
+        fprintf(stderr, "query_bench: store: %s\n", store_last_error());
+    int64_t t2 = monotonic_ns();
+
+    if (result == 0 &&
+        (sqlite3_bind_int64(insert, 1, i) != SQLITE_OK ||
+         sqlite3_bind_text(insert, 2, *compact, (int)compact_length, SQLITE_STATIC) != SQLITE_OK ||
+         sqlite3_step(insert) != SQLITE_DONE || sqlite3_reset(insert) != SQLITE_OK)) {
+        fprintf(stderr, "query_bench: sqlite insert: %s\n", sqlite3_errmsg(b->db));
+        result = -1;
+    }
+    int64_t t3 = monotonic_ns();
+
+    if (result == 0 && b->parsed != NULL) {
+        ejson_error error;
+        b->parsed[i] = ejson_parse(text, length, &error);
+        if (b->parsed[i] == NULL) {
+            fprintf(stderr, "query_bench: object %" PRIu32 " does not parse: %s\n", i,
+                    error.message);
+            result = -1;
+        }
+    }
+    free(text);
+    json_decref(document);
+    int64_t t4 = monotonic_ns();
+
+    totals->store_bytes += length;
+    totals->sqlite_bytes += compact_length;
+    totals->store_ns += t2 - t1;
+    totals->sqlite_ns += t3 - t2;
+    totals->other_ns += (t1 - t0) + (t4 - t3);
+    return result;
+}
+
+static int load(bench *b)
+{
+    uint32_t objects = b->options.objects;
+    if (b->options.measure & MEASURE_PARSED) {
+        b->parsed = calloc(objects, sizeof *b->parsed);
+        if (b->parsed == NULL) {
+            fprintf(stderr, "query_bench: out of memory\n");
+            return -1;
+        }
+    }
+    sqlite3_stmt *insert = NULL;
+    if (sqlite_exec(b->db, "BEGIN") != 0)
+        return -1;
+    if (sqlite3_prepare_v2(b->db, "INSERT INTO docs(id, body) VALUES (?, ?)", -1, &insert,
+                           NULL) != SQLITE_OK) {
+        fprintf(stderr, "query_bench: sqlite: %s\n", sqlite3_errmsg(b->db));
+        return -1;
+    }
+    char *compact = NULL;
+    size_t compact_capacity = 0;
+    load_totals totals = {0};
+    int result = 0;
+    for (uint32_t i = 0; i < objects && result == 0; i++)
+        result = load_object(b, i, insert, &compact, &compact_capacity, &totals);
+    free(compact);
+    sqlite3_finalize(insert);
+    int64_t commit_start = monotonic_ns();
+    if (result == 0)
+        result = sqlite_exec(b->db, "COMMIT");
+    totals.sqlite_ns += monotonic_ns() - commit_start;
+    if (result != 0)
+        return result;
+
+    store_statistics statistics;
+    struct stat sqlite_file;
+    if (store_get_statistics(b->store, &statistics) != 0) {
+        fprintf(stderr, "query_bench: store: %s\n", store_last_error());
+        return -1;
+    }
+    if (stat(b->sqlite_path, &sqlite_file) != 0) {
+        fprintf(stderr, "query_bench: %s: %s\n", b->sqlite_path, strerror(errno));
+        return -1;
+    }
+    printf("loaded:    store %.0f MB of canonical text (%.0f B/object), file %.0f MB, "
+           "%.1f us/object (one transaction each)\n",
+           (double)totals.store_bytes / 1e6, (double)totals.store_bytes / objects,
+           (double)statistics.file_bytes / 1e6, per_object(totals.store_ns, objects) / 1000);
+    printf("           sqlite %.0f MB of compact text (%.0f B/object), file %.0f MB, "
+           "%.1f us/object (one transaction)\n",
+           (double)totals.sqlite_bytes / 1e6, (double)totals.sqlite_bytes / objects,
+           (double)sqlite_file.st_size / 1e6, per_object(totals.sqlite_ns, objects) / 1000);
+    printf("           generating, formatting%s: %.1f us/object\n",
+           b->parsed ? " and parsing for \"rql on parsed\"" : "",
+           per_object(totals.other_ns, objects) / 1000);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The measured loops                                                         */
+
+/* One run of something measured: 0 and *count set, or -1 (message
+ * printed). */
+typedef int run_function(bench *b, const void *argument, uint64_t *count);
+
+enum walk_work {
+    WALK_SCAN,              /* visit only */
+    WALK_PARSE,             /* ejson_parse every object */
+    WALK_PARSE_AND_MATCH,   /* ejson_parse and rql_matches every object */
+};
+
+typedef struct store_walk {
+    enum walk_work work;
+    const rql_query *query;
+    uint64_t count;
+} store_walk;
+
+typedef struct store_run {
+    enum walk_work work;
+    const rql_query *query;  /* for WALK_PARSE_AND_MATCH */
+} store_run;
+
+static int visit_stored(const store_object_view *object, void *context)
+{
+    store_walk *walk = context;
+    if (walk->work == WALK_SCAN) {
+        walk->count++;
+        return 0;
+    }
+    ejson_error error;
+    json_t *document = ejson_parse(object->text, object->info.size, &error);
+    if (document == NULL) {
+        /* realmfs query skips such an object; here it is a bug in the
+         * benchmark or the store, so stop */
+        fprintf(stderr, "query_bench: a stored object does not parse: %s\n", error.message);
+        return -EINVAL;
+    }
+    if (walk->work == WALK_PARSE || rql_matches(walk->query, document))
+        walk->count++;
+    json_decref(document);
+    return 0;
+}
+
+static int run_store(bench *b, const void *argument, uint64_t *count)
+{
+    const store_run *run = argument;
+    store_walk walk = {.work = run->work, .query = run->query};
+    int result = store_scan_objects(b->store, COLLECTION, NULL, false, visit_stored, &walk);
+    if (result != 0) {
+        if (result != -EINVAL)
+            fprintf(stderr, "query_bench: store scan: %s\n", store_last_error());
+        return -1;
+    }
+    *count = walk.count;
+    return 0;
+}
+
+static int run_parsed(bench *b, const void *argument, uint64_t *count)
+{
+    const rql_query *query = argument;
+    uint64_t matches = 0;
+    for (uint32_t i = 0; i < b->options.objects; i++)
+        if (rql_matches(query, b->parsed[i]))
+            matches++;
+    *count = matches;
+    return 0;
+}
+
+static int run_sqlite(bench *b, const void *argument, uint64_t *count)
+{
+    sqlite3_stmt *statement = (sqlite3_stmt *)argument;
+    if (sqlite3_reset(statement) != SQLITE_OK || sqlite3_step(statement) != SQLITE_ROW) {
+        fprintf(stderr, "query_bench: sqlite: %s\n", sqlite3_errmsg(b->db));
+        return -1;
+    }
+    *count = (uint64_t)sqlite3_column_int64(statement, 0);
+    if (sqlite3_step(statement) != SQLITE_DONE) {
+        fprintf(stderr, "query_bench: sqlite: %s\n", sqlite3_errmsg(b->db));
+        return -1;
+    }
+    return 0;
+}
+
+/* Runs once untimed, then rounds times; the median time goes into *out.
+ * Every run must return the same count. */
+static int measure(bench *b, run_function *run, const void *argument, result *out)
+{
+    int64_t times[MAX_ROUNDS];
+    uint64_t first_count;
+    if (run(b, argument, &first_count) != 0)
+        return -1;
+    for (unsigned round = 0; round < b->options.rounds; round++) {
+        uint64_t count;
+        int64_t start = monotonic_ns();
+        if (run(b, argument, &count) != 0)
+            return -1;
+        times[round] = monotonic_ns() - start;
+        if (count != first_count) {
+            fprintf(stderr, "query_bench: a run counted %" PRIu64 ", the one before %" PRIu64 "\n",
+                    count, first_count);
+            return -1;
+        }
+    }
+    qsort(times, b->options.rounds, sizeof times[0], compare_int64);
+    *out = (result){
+        .measured = true,
+        .median_ns = times[b->options.rounds / 2],
+        .count = first_count,
+    };
+    return 0;
+}
+
+static int prepare_sqlite(bench *b, const char *where, sqlite3_stmt **statement)
+{
+    char sql[512];
+    int n = snprintf(sql, sizeof sql, "SELECT count(*) FROM docs WHERE %s", where);
+    if (n < 0 || (size_t)n >= sizeof sql) {
+        fprintf(stderr, "query_bench: SQL too long: %s\n", where);
+        return -1;
+    }
+    if (sqlite3_prepare_v2(b->db, sql, -1, statement, NULL) != SQLITE_OK) {
+        fprintf(stderr, "query_bench: sqlite: %s: %s\n", sql, sqlite3_errmsg(b->db));
+        return -1;
+    }
+    return 0;
+}
+
+static int measure_sqlite(bench *b, const char *where, result *out)
+{
+    sqlite3_stmt *statement;
+    if (prepare_sqlite(b, where, &statement) != 0)
+        return -1;
+    int status = measure(b, run_sqlite, statement, out);
+    sqlite3_finalize(statement);
+    return status;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reporting                                                                  */
+
+static void print_ns(const result *r, uint32_t objects)
+{
+    if (r->measured)
+        printf(" %8.0f |", per_object(r->median_ns, objects));
+    else
+        printf(" %8s |", "-");
+}
+
+static void print_ratio(const result *sqlite, const result *realmfs)
+{
+    if (sqlite->measured && realmfs->measured && realmfs->median_ns > 0)
+        printf(" %6.2f |", (double)sqlite->median_ns / (double)realmfs->median_ns);
+    else
+        printf(" %6s |", "-");
+}
+
+static void print_count(const result *r)
+{
+    if (r->measured)
+        printf(" %8" PRIu64 " |", r->count);
+    else
+        printf(" %8s |", "-");
+}
+
+/* Whether every measured count equals the others. */
+static bool counts_agree(const result *rows, size_t count)
+{
+    const result *first = NULL;
+    for (size_t i = 0; i < count; i++) {
+        if (!rows[i].measured)
+            continue;
+        if (first != NULL && rows[i].count != first->count)
+            return false;
+        first = &rows[i];
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The benchmark                                                              */
+
+enum { ENGINE_SQLITE, ENGINE_STORE, ENGINE_PARSED, ENGINE_COUNT };
+
+static int run_subscription(bench *b, const subscription *s, result results[ENGINE_COUNT])
+{
+    rql_error error;
+    rql_query *query = rql_parse(s->rql, NULL, NULL, &error);
+    if (query == NULL) {
+        fprintf(stderr, "query_bench: %s: %s\n", s->rql, error.message);
+        return -1;
+    }
+    unsigned measure_bits = b->options.measure;
+    store_run store_run = {.work = WALK_PARSE_AND_MATCH, .query = query};
+    int status = 0;
+    if (status == 0 && (measure_bits & MEASURE_SQLITE))
+        status = measure_sqlite(b, s->sql_where, &results[ENGINE_SQLITE]);
+    if (status == 0 && (measure_bits & MEASURE_STORE))
+        status = measure(b, run_store, &store_run, &results[ENGINE_STORE]);
+    if (status == 0 && (measure_bits & MEASURE_PARSED))
+        status = measure(b, run_parsed, query, &results[ENGINE_PARSED]);
+    rql_free(query);
+    return status;
+}
+
+static int run_subscriptions(bench *b, bool *all_agree)
+{
+    uint32_t objects = b->options.objects;
+    printf("\n| # | subscription | matches (sqlite / store / parsed) | SQLite ns/obj |"
+           " rql on store ns/obj | ratio | rql on parsed ns/obj | ratio |\n");
+    printf("|---|---|---|---:|---:|---:|---:|---:|\n");
+    *all_agree = true;
+    for (size_t k = 0; k < SUBSCRIPTION_COUNT; k++) {
+        if (!(b->options.queries & (1u << k)))
+            continue;
+        result results[ENGINE_COUNT] = {{0}};
+        if (run_subscription(b, &subscriptions[k], results) != 0)
+            return -1;
+        bool agree = counts_agree(results, ENGINE_COUNT);
+        *all_agree = *all_agree && agree;
+        printf("| %zu | `%s` |", k + 1, subscriptions[k].rql);
+        print_count(&results[ENGINE_SQLITE]);
+        print_count(&results[ENGINE_STORE]);
+        print_count(&results[ENGINE_PARSED]);
+        printf("%s |", agree ? "" : " MISMATCH");
+        print_ns(&results[ENGINE_SQLITE], objects);
+        print_ns(&results[ENGINE_STORE], objects);
+        print_ratio(&results[ENGINE_SQLITE], &results[ENGINE_STORE]);
+        print_ns(&results[ENGINE_PARSED], objects);
+        print_ratio(&results[ENGINE_SQLITE], &results[ENGINE_PARSED]);
+        printf("\n");
+        fflush(stdout);
+    }
+    printf("\nSQLite predicates (SELECT count(*) FROM docs WHERE ...):\n");
+    for (size_t k = 0; k < SUBSCRIPTION_COUNT; k++)
+        if (b->options.queries & (1u << k))
+            printf("  %zu. %s\n", k + 1, subscriptions[k].sql_where);
+    return 0;
+}
+
+static int run_breakdown(bench *b)
+{
+    uint32_t objects = b->options.objects;
+    struct step {
+        const char *name;
+        enum walk_work work;
+        const char *sql_where;  /* NULL for a store step */
+    } steps[] = {
+        {"store scan (LMDB walk, id decode)", WALK_SCAN, NULL},
+        {"store scan + ejson_parse + json_decref", WALK_PARSE, NULL},
+        {"sqlite scan: length(body) > 0", WALK_SCAN, "length(body) > 0"},
+        {"sqlite parse: json_valid(body)", WALK_SCAN, "json_valid(body)"},
+    };
+    printf("\n| where the time goes (no predicate) | ns/obj |\n|---|---:|\n");
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        result r = {0};
+        int status;
+        if (steps[i].sql_where != NULL) {
+            status = measure_sqlite(b, steps[i].sql_where, &r);
+        } else {
+            store_run run = {.work = steps[i].work};
+            status = measure(b, run_store, &run, &r);
+        }
+        if (status != 0)
+            return -1;
+        if (r.count != objects) {
+            fprintf(stderr, "query_bench: %s counted %" PRIu64 " objects of %" PRIu32 "\n",
+                    steps[i].name, r.count, objects);
+            return -1;
+        }
+        printf("| %s | %.0f |\n", steps[i].name, per_object(r.median_ns, objects));
+        fflush(stdout);
+    }
+    return 0;
+}
+
+static void release(bench *b)
+{
+    if (b->parsed != NULL) {
+        for (uint32_t i = 0; i < b->options.objects; i++)
+            json_decref(b->parsed[i]);
+        free(b->parsed);
+    }
+    if (b->db != NULL && sqlite3_close(b->db) != SQLITE_OK)
+        fprintf(stderr, "query_bench: sqlite close: %s\n", sqlite3_errmsg(b->db));
+    store_close(b->store);
+    if (b->work[0] == '\0')
+        return;
+    if (b->options.keep)
+        printf("kept %s\n", b->work);
+    else if (nftw(b->work, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        fprintf(stderr, "query_bench: could not remove all of %s\n", b->work);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Command line                                                               */
+
+static void usage(FILE *to)
+{
+    fprintf(to,
+            "usage: query_bench [--objects N] [--rounds N] [--dir DIR] [--keep]\n"
+            "                   [--measure sqlite,store,parsed,breakdown] [--queries 1,2,...]\n"
+            "  --objects N   documents stored (default %u, at most %" PRIu32 ")\n"
+            "  --rounds N    timed runs per measurement, median reported (default %u)\n"
+            "  --dir DIR     where the store and the SQLite file are made (default /tmp)\n"
+            "  --keep        leave them there afterwards\n"
+            "  --measure     only these measurements (e.g. store, for a profiler)\n"
+            "  --queries     only these subscriptions (1..%zu)\n",
+            DEFAULT_OBJECTS, QUERY_DOCUMENT_MAX_COUNT - 1, DEFAULT_ROUNDS, SUBSCRIPTION_COUNT);
+}
+
+static bool parse_unsigned(const char *text, unsigned long max, unsigned long *value)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || text[0] == '-' || v == 0 || v > max)
+        return false;
+    *value = v;
+    return true;
+}
+
+/* "a,b,c" into bits: names[i] sets bit i; NULL names means 1-based numbers. */
+static bool parse_list(char *text, const char *const *names, size_t name_count, unsigned *bits)
+{
+    *bits = 0;
+    for (char *save = NULL, *item = strtok_r(text, ",", &save); item != NULL;
+         item = strtok_r(NULL, ",", &save)) {
+        size_t i;
+        for (i = 0; i < name_count; i++) {
+            char number[16];
+            snprintf(number, sizeof number, "%zu", i + 1);
+            if (strcmp(item, names != NULL ? names[i] : number) == 0)
+                break;
+        }
+        if (i == name_count)
+            return false;
+        *bits |= 1u << i;
+    }
+    return *bits != 0;
+}
+
+static int parse_options(int argc, char **argv, options *o)
+{
+    static const char *const measure_names[] = {"sqlite", "store", "parsed", "breakdown"};
+    static const struct option long_options[] = {
+        {"objects", required_argument, NULL, 'n'}, {"rounds", required_argument, NULL, 'r'},
+        {"dir", required_argument, NULL, 'd'},     {"keep", no_argument, NULL, 'k'},
+        {"measure", required_argument, NULL, 'm'}, {"queries", required_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+    };
+    *o = (options){
+        .objects = DEFAULT_OBJECTS,
+        .rounds = DEFAULT_ROUNDS,
+        .parent = "/tmp",
+        .measure = MEASURE_ALL,
+        .queries = (1u << SUBSCRIPTION_COUNT) - 1,
+    };
+    int option;
+    unsigned long value;
+    while ((option = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
+        switch (option) {
+        case 'n':
+            if (!parse_unsigned(optarg, QUERY_DOCUMENT_MAX_COUNT - 1, &value))
+                goto invalid;
+            o->objects = (uint32_t)value;
+            break;
+        case 'r':
+            if (!parse_unsigned(optarg, MAX_ROUNDS, &value))
+                goto invalid;
+            o->rounds = (unsigned)value;
+            break;
+        case 'd':
+            o->parent = optarg;
+            break;
+        case 'k':
+            o->keep = true;
+            break;
+        case 'm':
+            if (!parse_list(optarg, measure_names, 4, &o->measure))
+                goto invalid;
+            break;
+        case 'q':
+            if (!parse_list(optarg, NULL, SUBSCRIPTION_COUNT, &o->queries))
+                goto invalid;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            goto invalid;
+        }
+    }
+    if (optind != argc)
+        goto invalid;
+    return 0;
+invalid:
+    usage(stderr);
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    bench b = {0};
+    if (parse_options(argc, argv, &b.options) != 0)
+        return 2;
+    printf("query_bench: %" PRIu32 " objects, median of %u rounds after one warm-up run, "
+           "SQLite %s, jansson %s\n",
+           b.options.objects, b.options.rounds, sqlite3_libversion(), JANSSON_VERSION);
+    int status = 1;
+    bool all_agree = true;
+    if (make_work_directory(&b) == 0) {
+        printf("data:      %s on %s\n", b.work, file_system_name(b.work));
+        fflush(stdout);
+        if (open_engines(&b) == 0 && load(&b) == 0 &&
+            run_subscriptions(&b, &all_agree) == 0 &&
+            (!(b.options.measure & MEASURE_BREAKDOWN) || run_breakdown(&b) == 0))
+            status = all_agree ? 0 : 1;
+    }
+    if (!all_agree)
+        fprintf(stderr, "query_bench: the engines disagree on a match count (see MISMATCH)\n");
+    release(&b);
+    return status;
+}
