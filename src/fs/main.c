@@ -123,15 +123,19 @@ static bool process_is_running(pid_t pid)
 {
     if (kill(pid, 0) != 0)
         return false;
-    char path[64], state = '?';
+    char path[64], line[512];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
     FILE *stat_file = fopen(path, "r");
     if (!stat_file)
         return errno != ENOENT;
-    /* the state follows the command name, which is in parentheses */
-    int matched = fscanf(stat_file, "%*d (%*[^)]) %c", &state);
+    bool running = true;
+    if (fgets(line, sizeof line, stat_file)) {
+        /* the state follows the command name, which may itself hold ')' */
+        const char *name_end = strrchr(line, ')');
+        running = !(name_end && name_end[1] == ' ' && (name_end[2] == 'Z' || name_end[2] == 'X'));
+    }
     fclose(stat_file);
-    return matched != 1 || (state != 'Z' && state != 'X');
+    return running;
 }
 
 static int command_unmount(int argc, char **argv)
