@@ -36,13 +36,17 @@
  *   sqlite parse     count(*) WHERE json_valid(body): reading and parsing it
  *
  * Every measurement runs once untimed (warming the page cache, SQLite's
- * cache and the allocator), then --rounds times (default 3); the median is
- * reported as nanoseconds per stored object.  "ratio" is SQLite's time over
- * realmfs's: above 1 realmfs is faster.  Each subscription's match count
- * must be the same from every engine and every round, or the program
- * exits with status 1 after printing the counts.
+ * cache and the allocator), then --rounds times (default 3), the engines
+ * taking turns within each round; the median is reported as nanoseconds
+ * per stored object, both in CPU time of the measuring thread (the main
+ * table: it leaves out time the thread was not running, as happens when
+ * another process shares the machine's cores) and in wall-clock time.
+ * "ratio" is SQLite's time over realmfs's: above 1 realmfs is faster.
+ * Each subscription's match count must be the same from every engine and
+ * every round, or the program exits with status 1 after printing them.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -86,8 +90,9 @@ static const subscription subscriptions[] = {
     /* json_extract gives 0 for false; the data never stores 0 there */
     {"isComplete == false AND priority >= 3",
      "json_extract(body, '$.isComplete') = 0 AND json_extract(body, '$.priority') >= 3"},
-    /* lower() folds ASCII only, [c] also Latin-1 and more; the needle is
-     * ASCII, so only ASCII letters of a summary can take part in a match */
+    /* lower() folds ASCII only, [c] also Latin-1, Greek, Cyrillic...; of
+     * those only U+017F (long s) folds to an ASCII letter, and "report" has
+     * no s, so here both find the same summaries */
     {"summary CONTAINS[c] \"report\"",
      "instr(lower(json_extract(body, '$.summary')), 'report') > 0"},
     {"ANY tags == \"urgent\"",
@@ -132,12 +137,12 @@ typedef struct bench {
 } bench;
 
 /* One timed measurement: its medians and the count it returned. */
-typedef struct result {
+typedef struct measurement {
     bool measured;
     int64_t cpu_ns;     /* median CPU time of the thread over a run */
     int64_t wall_ns;    /* median wall-clock time of a run */
     uint64_t count;
-} result;
+} measurement;
 
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                              */
@@ -267,10 +272,10 @@ static int open_engines(bench *b)
     /* Room for the objects (about 600 bytes each in LMDB's B-tree) with a
      * wide margin, instead of the default 64 GiB of address space, which
      * valgrind cannot map. */
-    store_options store_options = {
+    store_options options_for_store = {
         .map_size = (UINT64_C(1) << 30) + (uint64_t)b->options.objects * 2048,
     };
-    if (store_open(b->store_path, &store_options, &b->store) != 0 ||
+    if (store_open(b->store_path, &options_for_store, &b->store) != 0 ||
         store_create_collection(b->store, COLLECTION) != 0) {
         fprintf(stderr, "query_bench: store: %s\n", store_last_error());
         return -1;
@@ -363,6 +368,29 @@ static int load_object(bench *b, uint32_t i, sqlite3_stmt *insert, char **compac
     return result;
 }
 
+/* Writes both files out now, so that the kernel's writeback of them does
+ * not run during the timed runs (on a disk file system; on tmpfs this does
+ * nothing).  Their pages stay in the page cache for reading. */
+static int flush_to_disk(bench *b)
+{
+    if (store_sync(b->store) != 0) {
+        fprintf(stderr, "query_bench: store: %s\n", store_last_error());
+        return -1;
+    }
+    int fd = open(b->sqlite_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) != 0) {
+        fprintf(stderr, "query_bench: %s: %s\n", b->sqlite_path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    if (close(fd) != 0) {
+        fprintf(stderr, "query_bench: %s: %s\n", b->sqlite_path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 static int load(bench *b)
 {
     uint32_t objects = b->options.objects;
@@ -396,6 +424,8 @@ static int load(bench *b)
     if (result != 0)
         return result;
 
+    if (flush_to_disk(b) != 0)
+        return -1;
     store_statistics statistics;
     struct stat sqlite_file;
     if (store_get_statistics(b->store, &statistics) != 0) {
@@ -514,7 +544,7 @@ static int run_sqlite(bench *b, const void *argument, uint64_t *count)
 typedef struct contender {
     run_function *run;
     const void *argument;
-    result *out;
+    measurement *out;
 } contender;
 
 #define MAX_CONTENDERS 4
@@ -536,8 +566,10 @@ static int measure_together(bench *b, const contender *contenders, size_t count)
 {
     int64_t cpu[MAX_CONTENDERS][MAX_ROUNDS], wall[MAX_CONTENDERS][MAX_ROUNDS];
     uint64_t first_count[MAX_CONTENDERS];
-    if (count > MAX_CONTENDERS)
+    if (count > MAX_CONTENDERS) {
+        fprintf(stderr, "query_bench: more than %d contenders\n", MAX_CONTENDERS);
         return -1;
+    }
     for (size_t i = 0; i < count; i++)
         if (contenders[i].run(b, contenders[i].argument, &first_count[i]) != 0)
             return -1;
@@ -559,7 +591,7 @@ static int measure_together(bench *b, const contender *contenders, size_t count)
         }
     }
     for (size_t i = 0; i < count; i++)
-        *contenders[i].out = (result){
+        *contenders[i].out = (measurement){
             .measured = true,
             .cpu_ns = median(cpu[i], rounds),
             .wall_ns = median(wall[i], rounds),
@@ -586,12 +618,12 @@ static int prepare_sqlite(bench *b, const char *where, sqlite3_stmt **statement)
 /* ------------------------------------------------------------------------ */
 /* Reporting                                                                  */
 
-static int64_t time_of(const result *r, bool wall)
+static int64_t time_of(const measurement *r, bool wall)
 {
     return wall ? r->wall_ns : r->cpu_ns;
 }
 
-static void print_ns(const result *r, uint32_t objects, bool wall)
+static void print_ns(const measurement *r, uint32_t objects, bool wall)
 {
     if (r->measured)
         printf(" %.0f |", per_object(time_of(r, wall), objects));
@@ -599,7 +631,7 @@ static void print_ns(const result *r, uint32_t objects, bool wall)
         printf(" - |");
 }
 
-static void print_ratio(const result *sqlite, const result *realmfs, bool wall)
+static void print_ratio(const measurement *sqlite, const measurement *realmfs, bool wall)
 {
     if (sqlite->measured && realmfs->measured && time_of(realmfs, wall) > 0)
         printf(" %.2f |", (double)time_of(sqlite, wall) / (double)time_of(realmfs, wall));
@@ -608,7 +640,7 @@ static void print_ratio(const result *sqlite, const result *realmfs, bool wall)
 }
 
 /* "a / b / c" in one cell, "-" for what was not measured. */
-static void print_counts(const result *rows, size_t count, bool agree)
+static void print_counts(const measurement *rows, size_t count, bool agree)
 {
     for (size_t i = 0; i < count; i++) {
         printf(i == 0 ? " " : " / ");
@@ -621,9 +653,9 @@ static void print_counts(const result *rows, size_t count, bool agree)
 }
 
 /* Whether every measured count equals the others. */
-static bool counts_agree(const result *rows, size_t count)
+static bool counts_agree(const measurement *rows, size_t count)
 {
-    const result *first = NULL;
+    const measurement *first = NULL;
     for (size_t i = 0; i < count; i++) {
         if (!rows[i].measured)
             continue;
@@ -640,7 +672,7 @@ static bool counts_agree(const result *rows, size_t count)
 enum { ENGINE_SQLITE, ENGINE_STORE, ENGINE_PARSED, ENGINE_PROJECTED, ENGINE_COUNT };
 
 /* Measures the subscription with every engine asked for, together. */
-static int run_subscription(bench *b, const subscription *s, result results[ENGINE_COUNT])
+static int run_subscription(bench *b, const subscription *s, measurement results[ENGINE_COUNT])
 {
     rql_error error;
     rql_query *query = rql_parse(s->rql, NULL, NULL, &error);
@@ -648,8 +680,8 @@ static int run_subscription(bench *b, const subscription *s, result results[ENGI
         fprintf(stderr, "query_bench: %s: %s\n", s->rql, error.message);
         return -1;
     }
-    projection projection;
-    if (projection_from_query(query, &projection) != 0) {
+    projection fields;
+    if (projection_from_query(query, &fields) != 0) {
         fprintf(stderr, "query_bench: out of memory\n");
         rql_free(query);
         return -1;
@@ -662,7 +694,7 @@ static int run_subscription(bench *b, const subscription *s, result results[ENGI
 
     store_run full_run = {.work = WALK_PARSE_AND_MATCH, .query = query};
     store_run projected_run = {
-        .work = WALK_PROJECT_AND_MATCH, .query = query, .projection = &projection};
+        .work = WALK_PROJECT_AND_MATCH, .query = query, .projection = &fields};
     contender contenders[MAX_CONTENDERS];
     size_t count = 0;
     if (measure_bits & MEASURE_SQLITE)
@@ -677,12 +709,12 @@ static int run_subscription(bench *b, const subscription *s, result results[ENGI
         status = measure_together(b, contenders, count);
 
     sqlite3_finalize(statement);
-    projection_free(&projection);
+    projection_free(&fields);
     rql_free(query);
     return status;
 }
 
-static void print_results_table(const bench *b, result results[][ENGINE_COUNT], bool wall)
+static void print_results_table(const bench *b, measurement results[][ENGINE_COUNT], bool wall)
 {
     uint32_t objects = b->options.objects;
     printf("\n| # | subscription | matches (sqlite / store / parsed / projected) |"
@@ -692,7 +724,7 @@ static void print_results_table(const bench *b, result results[][ENGINE_COUNT], 
     for (size_t k = 0; k < SUBSCRIPTION_COUNT; k++) {
         if (!(b->options.queries & (1u << k)))
             continue;
-        const result *r = results[k];
+        const measurement *r = results[k];
         printf("| %zu | `%s` |", k + 1, subscriptions[k].rql);
         print_counts(r, ENGINE_COUNT, counts_agree(r, ENGINE_COUNT));
         print_ns(&r[ENGINE_SQLITE], objects, wall);
@@ -708,7 +740,7 @@ static void print_results_table(const bench *b, result results[][ENGINE_COUNT], 
 
 static int run_subscriptions(bench *b, bool *all_agree)
 {
-    result results[SUBSCRIPTION_COUNT][ENGINE_COUNT] = {{{0}}};
+    measurement results[SUBSCRIPTION_COUNT][ENGINE_COUNT] = {{{0}}};
     *all_agree = true;
     for (size_t k = 0; k < SUBSCRIPTION_COUNT; k++) {
         if (!(b->options.queries & (1u << k)))
@@ -743,7 +775,7 @@ static int run_breakdown(bench *b)
     };
     store_run scan = {.work = WALK_SCAN}, parse = {.work = WALK_PARSE};
     sqlite3_stmt *length_statement = NULL, *valid_statement = NULL;
-    result results[STEPS] = {{0}};
+    measurement results[STEPS] = {{0}};
     int status = prepare_sqlite(b, "length(body) > 0", &length_statement);
     if (status == 0)
         status = prepare_sqlite(b, "json_valid(body)", &valid_statement);
