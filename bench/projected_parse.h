@@ -6,19 +6,24 @@
  * the normalized form), yet a subscription reads one or two fields of it.
  * A projection is the set of top-level fields a query reads (from
  * rql_visit_fields); projected_parse walks the object's text, skipping
- * every other field's value without building anything, and normalizes only
- * the projected fields, into a document that holds just those.  rql_matches
- * gives the same answer on it as on the whole document, because a query
- * reads nothing else: a field absent from the text is absent here too, and
- * a dotted path keeps its whole top-level field.
+ * every other field's value without building anything, and builds only
+ * the projected fields, straight into their normalized form, in a document
+ * that holds just those.  rql_matches gives the same answer on it as on
+ * the whole document, because a query reads nothing else: a field absent
+ * from the text is absent here too, and a dotted path keeps its whole
+ * top-level field.
  *
  * What it trusts: the text comes from the store, where only text that
  * ejson_parse accepted is ever committed.  It checks the structure it walks
- * and everything it builds (via jansson and ejson_normalize, as ejson_parse
- * does), but not the fields it skips.  Whenever the text is not plainly
- * what it expects (a key with an escape, a duplicate projected key, any
- * syntax it does not follow), it falls back to ejson_parse of the whole
- * text, so its result and its errors are then exactly ejson_parse's.
+ * and everything it builds, but not the fields it skips.  What it builds
+ * follows ejson_parse's rules by using the same code for anything beyond
+ * plain strings, small integers, true, false, null, arrays and documents:
+ * Extended JSON wrappers go through ejson_normalize (ISO dates through
+ * ejson_parse_iso_date), other numbers through jansson.  Whenever the text
+ * is not plainly what it expects (a key or string with an escape, a
+ * duplicate key in what it builds, any syntax it does not follow, nesting
+ * deeper than 64), it falls back to ejson_parse of the whole text, so its
+ * result and its errors are then exactly ejson_parse's.
  *
  * This is a benchmark prototype of a proposed ejson.h function; it is not
  * used by realmfs itself.

@@ -248,8 +248,10 @@ typedef struct protocol_message {
  * protocol_message_clear; on failure it is left zeroed.  text need not be
  * NUL-terminated.  Returns 0, or the protocol error code, which *error
  * holds too with its message and session (PROTOCOL_ERROR_INTERNAL when
- * memory ran out).  A bad changeset is PROTOCOL_ERROR_BAD_CHANGESET, an
- * unknown type PROTOCOL_ERROR_UNKNOWN_MESSAGE_TYPE, a frame over the limit
+ * memory ran out).  Whatever is wrong inside an element of "changesets"
+ * (what changeset_parse refuses, versions out of order) is
+ * PROTOCOL_ERROR_BAD_CHANGESET, an unknown type
+ * PROTOCOL_ERROR_UNKNOWN_MESSAGE_TYPE, a frame over the limit
  * PROTOCOL_ERROR_MESSAGE_TOO_LARGE; everything else the frame gets wrong
  * is PROTOCOL_ERROR_MALFORMED_MESSAGE.  Which peer may send the type is
  * not checked here: see protocol_sent_by.
@@ -270,7 +272,9 @@ int protocol_parse(const char *text, size_t length, protocol_message *out,
 char *protocol_serialize(const protocol_message *message, size_t *length,
                          protocol_error *error);
 
-/* Free what the message owns and zero it. */
+/* Free everything the message points to (strings, arrays, changesets,
+ * json values with one reference each, compensating_write), so all of it
+ * must be the message's own; then zero it. */
 void protocol_message_clear(protocol_message *message);
 
 /* A zeroed message of that type and session (0 where it has none). */

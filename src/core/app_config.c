@@ -168,13 +168,15 @@ static const char *app_config_describe(const json_t *value)
 }
 
 /* A key path as messages show it: "key" at the top of a file, else
- * parent."key". */
+ * parent."key".  A path too long for the buffer ends in "...", so that a
+ * message never passes a cut path off as a whole one. */
 static void app_config_key_path(char *path, size_t size, const char *parent, const char *key)
 {
-    if (parent == NULL)
-        snprintf(path, size, "\"%s\"", key);
-    else
-        snprintf(path, size, "%s.\"%s\"", parent, key);
+    static const char ellipsis[] = "...";
+    int length = parent == NULL ? snprintf(path, size, "\"%s\"", key)
+                                : snprintf(path, size, "%s.\"%s\"", parent, key);
+    if (length >= 0 && (size_t)length >= size && size >= sizeof ellipsis)
+        memcpy(path + size - sizeof ellipsis, ellipsis, sizeof ellipsis);
 }
 
 /* Formats a path of the export into path; a path longer than the buffer is

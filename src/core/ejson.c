@@ -4,6 +4,7 @@
  */
 #include "realmfs/ejson.h"
 #include "realmfs/value.h"
+#include "ejson_internal.h"
 #include "value_internal.h"
 
 #include <ctype.h>
@@ -293,19 +294,16 @@ static json_t *made(json_t *value, ejson_error *error)
     return value ? value : oom(error);
 }
 
-static json_t *normalize_date(const json_t *v, const path *p, ejson_error *error)
+static const char date_forms_message[] =
+    "$date must be an ISO-8601 string, {\"$numberLong\": \"<ms>\"} or an integer";
+
+/* {"$date": ...} in its forms other than an ISO-8601 string: an integer,
+ * or {"$numberLong": "<ms>"}. */
+static json_t *normalize_date_number(const json_t *v, const path *p, ejson_error *error)
 {
     int64_t ms;
     if (json_is_integer(v))
         return made(value_new_date((int64_t)json_integer_value(v)), error);
-    const char *s = wrapper_string(v);
-    if (s) {
-        if (ejson_parse_iso_date(s, &ms) != 0) {
-            set_error(error, p, "$date \"%.60s\" is not an ISO-8601 date", s);
-            return NULL;
-        }
-        return made(value_new_date(ms), error);
-    }
     if (json_is_object(v) && json_object_size(v) == 1) {
         const char *n = wrapper_string(json_object_get(v, "$numberLong"));
         if (n) {
@@ -318,8 +316,7 @@ static json_t *normalize_date(const json_t *v, const path *p, ejson_error *error
             }
         }
     }
-    set_error(error, p,
-              "$date must be an ISO-8601 string, {\"$numberLong\": \"<ms>\"} or an integer");
+    set_error(error, p, "%s", date_forms_message);
     return NULL;
 }
 
@@ -356,6 +353,179 @@ static const char *second_key(const json_t *object)
     return iter ? json_object_iter_key(iter) : NULL;
 }
 
+/* The members of a string wrapper: s is its string, or NULL when the member
+ * is not a string (or holds NUL).  Each returns false with the error set. */
+
+static bool decode_object_id(const char *s, const path *p, ejson_error *error,
+                             ejson_scalar *scalar)
+{
+    if (!s || strlen(s) != 2 * VALUE_OBJECT_ID_SIZE ||
+        !value_hex_decode(s, scalar->bytes, VALUE_OBJECT_ID_SIZE)) {
+        set_error(error, p, "$oid must be 24 hexadecimal digits");
+        return false;
+    }
+    scalar->type = VALUE_OBJECT_ID;
+    return true;
+}
+
+static bool decode_iso_date(const char *s, const path *p, ejson_error *error,
+                            ejson_scalar *scalar)
+{
+    if (!s) {
+        set_error(error, p, "%s", date_forms_message);
+        return false;
+    }
+    if (ejson_parse_iso_date(s, &scalar->integer) != 0) {
+        set_error(error, p, "$date \"%.60s\" is not an ISO-8601 date", s);
+        return false;
+    }
+    scalar->type = VALUE_DATE;
+    return true;
+}
+
+static bool decode_number_long(const char *s, const path *p, ejson_error *error,
+                               ejson_scalar *scalar)
+{
+    int r = s ? parse_int64(s, &scalar->integer) : -1;
+    if (r > 0) {
+        set_error(error, p, "$numberLong is too large for a 64-bit integer");
+        return false;
+    }
+    if (r < 0) {
+        set_error(error, p, "$numberLong must be a string of decimal digits");
+        return false;
+    }
+    scalar->type = VALUE_INT;
+    return true;
+}
+
+static bool decode_number_int(const char *s, const path *p, ejson_error *error,
+                              ejson_scalar *scalar)
+{
+    int r = s ? parse_int64(s, &scalar->integer) : -1;
+    if (r != 0 || scalar->integer < INT32_MIN || scalar->integer > INT32_MAX) {
+        set_error(error, p, "$numberInt must be a string holding a 32-bit integer");
+        return false;
+    }
+    scalar->type = VALUE_INT;
+    return true;
+}
+
+static bool decode_number_double(const char *s, const path *p, ejson_error *error,
+                                 ejson_scalar *scalar)
+{
+    if (s && strcmp(s, "Infinity") == 0) {
+        scalar->number = HUGE_VAL;
+    } else if (s && strcmp(s, "-Infinity") == 0) {
+        scalar->number = -HUGE_VAL;
+    } else if (s && strcmp(s, "NaN") == 0) {
+        scalar->number = NAN;
+    } else if (s && number_syntax(s, false)) {
+        errno = 0;
+        scalar->number = strtod(s, NULL);
+        if (isinf(scalar->number)) {
+            set_error(error, p, "$numberDouble \"%.60s\" is too large for a double", s);
+            return false;
+        }
+    } else {
+        set_error(error, p,
+                  "$numberDouble must be a decimal number, \"Infinity\", \"-Infinity\" or "
+                  "\"NaN\"");
+        return false;
+    }
+    scalar->type = VALUE_DOUBLE;
+    return true;
+}
+
+static bool decode_number_decimal(const char *s, const path *p, ejson_error *error,
+                                  ejson_scalar *scalar)
+{
+    if (!s || !(number_syntax(s, true) || strcmp(s, "Infinity") == 0 ||
+                strcmp(s, "-Infinity") == 0 || strcmp(s, "NaN") == 0)) {
+        set_error(error, p,
+                  "$numberDecimal must be a decimal number, \"Infinity\", \"-Infinity\" or "
+                  "\"NaN\"");
+        return false;
+    }
+    scalar->type = VALUE_DECIMAL;
+    scalar->decimal = s;
+    return true;
+}
+
+static bool decode_uuid(const char *s, const path *p, ejson_error *error, ejson_scalar *scalar)
+{
+    if (!s || !value_uuid_parse(s, strlen(s), scalar->bytes)) {
+        set_error(error, p, "$uuid must be 8-4-4-4-12 hexadecimal digits");
+        return false;
+    }
+    scalar->type = VALUE_UUID;
+    return true;
+}
+
+typedef bool string_wrapper_decoder(const char *s, const path *p, ejson_error *error,
+                                    ejson_scalar *scalar);
+
+/* The decoder of a wrapper whose member is a string, or NULL when key is
+ * not one of them ($binary and $type are not: their members are documents
+ * or come in pairs). */
+static string_wrapper_decoder *string_wrapper_decoder_of(const char *key)
+{
+    static const struct {
+        const char *key;
+        string_wrapper_decoder *decode;
+    } decoders[] = {
+        {"$oid", decode_object_id},           {"$date", decode_iso_date},
+        {"$numberLong", decode_number_long},   {"$numberInt", decode_number_int},
+        {"$numberDouble", decode_number_double}, {"$numberDecimal", decode_number_decimal},
+        {"$uuid", decode_uuid},
+    };
+    for (size_t i = 0; i < sizeof decoders / sizeof decoders[0]; i++)
+        if (strcmp(key, decoders[i].key) == 0)
+            return decoders[i].decode;
+    return NULL;
+}
+
+bool ejson_decode_string_wrapper(const char *key, const char *text, ejson_scalar *scalar)
+{
+    string_wrapper_decoder *decode = string_wrapper_decoder_of(key);
+    return decode != NULL && decode(text, NULL, NULL, scalar);
+}
+
+json_t *ejson_scalar_to_json(const ejson_scalar *scalar)
+{
+    switch (scalar->type) {
+    case VALUE_OBJECT_ID:
+        return value_new_object_id(scalar->bytes);
+    case VALUE_DATE:
+        return value_new_date(scalar->integer);
+    case VALUE_INT:
+        return json_integer((json_int_t)scalar->integer);
+    case VALUE_DOUBLE:
+        return value_new_double(scalar->number);
+    case VALUE_DECIMAL:
+        return value_new_decimal(scalar->decimal);
+    case VALUE_UUID:
+        return value_new_uuid(scalar->bytes);
+    default:
+        return NULL;
+    }
+}
+
+/* {"$binary": {"base64": "<base64>", "subType": "<hex>"}}: v is the member. */
+static json_t *normalize_binary_document(const json_t *v, const path *p, ejson_error *error)
+{
+    const char *b64 = NULL, *sub = NULL;
+    if (json_is_object(v) && json_object_size(v) == 2) {
+        b64 = wrapper_string(json_object_get(v, "base64"));
+        sub = wrapper_string(json_object_get(v, "subType"));
+    }
+    if (!b64 || !sub) {
+        set_error(error, p, "$binary must be {\"base64\": \"<base64>\", \"subType\": \"<hex>\"}");
+        return NULL;
+    }
+    return normalize_binary(b64, sub, p, error);
+}
+
 static json_t *normalize_wrapper(const json_t *raw, const char *key, const path *p,
                                  ejson_error *error)
 {
@@ -378,13 +548,8 @@ static json_t *normalize_wrapper(const json_t *raw, const char *key, const path 
         return normalize_binary(b64, type, p, error);
     }
 
-    static const char *const known[] = {"$oid", "$date", "$numberLong", "$numberInt",
-                                        "$numberDouble", "$numberDecimal", "$binary", "$uuid"};
-    bool is_known = false;
-    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-        if (strcmp(key, known[i]) == 0)
-            is_known = true;
-    if (!is_known) {
+    string_wrapper_decoder *decode = string_wrapper_decoder_of(key);
+    if (!decode && strcmp(key, "$binary") != 0) {
         set_error(error, p, "unsupported Extended JSON type %.60s", key);
         return NULL;
     }
@@ -393,94 +558,15 @@ static json_t *normalize_wrapper(const json_t *raw, const char *key, const path 
                   second_key(raw));
         return NULL;
     }
-
+    if (!decode)
+        return normalize_binary_document(v, p, error);
     const char *s = wrapper_string(v);
-    if (strcmp(key, "$oid") == 0) {
-        uint8_t bytes[VALUE_OBJECT_ID_SIZE];
-        if (!s || strlen(s) != 2 * VALUE_OBJECT_ID_SIZE ||
-            !value_hex_decode(s, bytes, VALUE_OBJECT_ID_SIZE)) {
-            set_error(error, p, "$oid must be 24 hexadecimal digits");
-            return NULL;
-        }
-        return made(value_new_object_id(bytes), error);
-    }
-    if (strcmp(key, "$date") == 0)
-        return normalize_date(v, p, error);
-    if (strcmp(key, "$numberLong") == 0) {
-        int64_t n;
-        int r = s ? parse_int64(s, &n) : -1;
-        if (r > 0) {
-            set_error(error, p, "$numberLong is too large for a 64-bit integer");
-            return NULL;
-        }
-        if (r < 0) {
-            set_error(error, p, "$numberLong must be a string of decimal digits");
-            return NULL;
-        }
-        return made(json_integer((json_int_t)n), error);
-    }
-    if (strcmp(key, "$numberInt") == 0) {
-        int64_t n;
-        int r = s ? parse_int64(s, &n) : -1;
-        if (r != 0 || n < INT32_MIN || n > INT32_MAX) {
-            set_error(error, p, "$numberInt must be a string holding a 32-bit integer");
-            return NULL;
-        }
-        return made(json_integer((json_int_t)n), error);
-    }
-    if (strcmp(key, "$numberDouble") == 0) {
-        double d;
-        if (s && strcmp(s, "Infinity") == 0)
-            d = HUGE_VAL;
-        else if (s && strcmp(s, "-Infinity") == 0)
-            d = -HUGE_VAL;
-        else if (s && strcmp(s, "NaN") == 0)
-            d = NAN;
-        else if (s && number_syntax(s, false)) {
-            errno = 0;
-            d = strtod(s, NULL);
-            if (isinf(d)) {
-                set_error(error, p, "$numberDouble \"%.60s\" is too large for a double", s);
-                return NULL;
-            }
-        } else {
-            set_error(error, p,
-                      "$numberDouble must be a decimal number, \"Infinity\", \"-Infinity\" or "
-                      "\"NaN\"");
-            return NULL;
-        }
-        return made(value_new_double(d), error);
-    }
-    if (strcmp(key, "$numberDecimal") == 0) {
-        if (!s || !(number_syntax(s, true) || strcmp(s, "Infinity") == 0 ||
-                    strcmp(s, "-Infinity") == 0 || strcmp(s, "NaN") == 0)) {
-            set_error(error, p,
-                      "$numberDecimal must be a decimal number, \"Infinity\", \"-Infinity\" or "
-                      "\"NaN\"");
-            return NULL;
-        }
-        return made(value_new_decimal(s), error);
-    }
-    if (strcmp(key, "$binary") == 0) {
-        const char *b64 = NULL, *sub = NULL;
-        if (json_is_object(v) && json_object_size(v) == 2) {
-            b64 = wrapper_string(json_object_get(v, "base64"));
-            sub = wrapper_string(json_object_get(v, "subType"));
-        }
-        if (!b64 || !sub) {
-            set_error(error, p,
-                      "$binary must be {\"base64\": \"<base64>\", \"subType\": \"<hex>\"}");
-            return NULL;
-        }
-        return normalize_binary(b64, sub, p, error);
-    }
-    /* $uuid */
-    uint8_t bytes[VALUE_UUID_SIZE];
-    if (!s || !value_uuid_parse(s, strlen(s), bytes)) {
-        set_error(error, p, "$uuid must be 8-4-4-4-12 hexadecimal digits");
+    if (strcmp(key, "$date") == 0 && !s)
+        return normalize_date_number(v, p, error);
+    ejson_scalar scalar;
+    if (!decode(s, p, error, &scalar))
         return NULL;
-    }
-    return made(value_new_uuid(bytes), error);
+    return made(ejson_scalar_to_json(&scalar), error);
 }
 
 /* An object read as a document: every key is a field name. */

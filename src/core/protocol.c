@@ -633,8 +633,8 @@ static int protocol_check_follows(uint64_t version, uint64_t previous, const cha
         return protocol_fail(error, PROTOCOL_ERROR_BAD_CHANGESET, "%s: must be at least 1",
                              location);
     return protocol_fail(error, PROTOCOL_ERROR_BAD_CHANGESET,
-                         "%s: %" PRIu64 " does not follow the previous changeset's %" PRIu64,
-                         location, version, previous);
+                         "%s: must be greater than the previous one (%" PRIu64 ")", location,
+                         previous);
 }
 
 int protocol_upload_add(protocol_upload_body *upload, changeset *added)
@@ -714,6 +714,15 @@ int protocol_download_add(protocol_download_body *download, uint64_t server_vers
     return 0;
 }
 
+/* Whatever is wrong inside an element of "changesets" is a bad changeset,
+ * whichever reader found it, as it is for uploads. */
+static int protocol_as_bad_changeset(int result, protocol_error *error)
+{
+    if (result != 0 && result != PROTOCOL_ERROR_INTERNAL)
+        error->code = PROTOCOL_ERROR_BAD_CHANGESET;
+    return result == 0 ? 0 : (int)error->code;
+}
+
 /* A download changeset is a changeset's JSON form with "server_version"
  * added, so the rest goes to changeset_parse without it. */
 static int protocol_read_download_changeset_parts(const json_t *element,
@@ -750,8 +759,9 @@ static int protocol_read_download_changeset(const json_t *element, void *contain
     protocol_locate(version_location, "%s.server_version", location);
     uint64_t server_version = 0;
     changeset read = {0};
-    int result =
-        protocol_read_download_changeset_parts(element, &server_version, &read, location, error);
+    int result = protocol_as_bad_changeset(
+        protocol_read_download_changeset_parts(element, &server_version, &read, location, error),
+        error);
     if (result == 0)
         result = protocol_check_follows(server_version, previous, version_location, error);
     if (result == 0 && protocol_download_add(download, server_version, &read) != 0)
@@ -1163,7 +1173,8 @@ static int protocol_check_download(const protocol_message *message, protocol_err
     if (download->changesets[last].server_version > download->server_version)
         return protocol_fail(error, PROTOCOL_ERROR_BAD_CHANGESET,
                              "download.changesets[%zu].server_version: %" PRIu64
-                             " is after the message's server_version %" PRIu64,
+                             " is greater than the server_version of the message (%" PRIu64
+                             ")",
                              last, download->changesets[last].server_version,
                              download->server_version);
     return 0;

@@ -342,9 +342,11 @@ static int copy_text(const store_call *call, const char *bytes, size_t size, cha
     return 0;
 }
 
-/* Returns 1 and sets *value when the meta record exists, 0 when not. */
+/* Returns 1 and sets *value when the meta record exists, 0 when not;
+ * *value is 0 unless the record was read. */
 static int read_meta_number(const store_call *call, const char *name, uint64_t *value)
 {
+    *value = 0;
     MDB_val key = name_key(name), data;
     int code = mdb_get(call->transaction, call->store->meta, &key, &data);
     if (code == MDB_NOTFOUND)
@@ -372,7 +374,7 @@ static int write_meta_number(const store_call *call, const char *name, uint64_t 
  * without comparing its text. */
 static int take_next_version(const store_call *call, uint64_t *version)
 {
-    uint64_t current = 0;
+    uint64_t current;
     int result = read_meta_number(call, META_VERSION, &current);
     if (result < 0)
         return result;

@@ -1,3 +1,834 @@
+/*
+ * Unit tests for protocol.c: every message type round-trips byte for
+ * byte, built messages come back equal, every class of malformed frame
+ * gets its code and a message naming the member, and protocol_serialize
+ * refuses what a peer would refuse.
+ */
 #include <check.h>
-Suite *unit_suite(void);
-Suite *unit_suite(void) { return suite_create("protocol"); }
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "realmfs/changeset.h"
+#include "realmfs/ejson.h"
+#include "realmfs/protocol.h"
+
+#define TEST_OBJECT_ID "{'$oid':'6650f0c2e4b0a1b2c3d4e5f6'}"
+
+/* Test frames are written with single quotes so that they read easily;
+ * this turns them into JSON.  A frame must not hold a single quote of its
+ * own.  malloc'd. */
+static char *json_text(const char *single_quoted)
+{
+    char *text = strdup(single_quoted);
+    ck_assert_ptr_nonnull(text);
+    for (char *c = text; *c != '\0'; c++) {
+        if (*c == '\'')
+            *c = '"';
+    }
+    return text;
+}
+
+static protocol_message parse_frame(const char *single_quoted)
+{
+    char *text = json_text(single_quoted);
+    protocol_message message;
+    protocol_error error;
+    int result = protocol_parse(text, strlen(text), &message, &error);
+    ck_assert_msg(result == 0, "refused %s: %d %s", text, result, error.message);
+    free(text);
+    return message;
+}
+
+static char *serialize(const protocol_message *message)
+{
+    size_t length;
+    protocol_error error;
+    char *text = protocol_serialize(message, &length, &error);
+    ck_assert_msg(text != NULL, "cannot serialize: %d %s", error.code, error.message);
+    ck_assert_uint_eq(length, strlen(text));
+    return text;
+}
+
+/* The frame must be canonical: parsing it and serializing the message
+ * gives back the same bytes. */
+static void assert_round_trip(const char *single_quoted)
+{
+    char *expected = json_text(single_quoted);
+    protocol_message message = parse_frame(single_quoted);
+    char *actual = serialize(&message);
+    ck_assert_str_eq(actual, expected);
+    free(actual);
+    free(expected);
+    protocol_message_clear(&message);
+}
+
+/* Serializing, parsing and serializing again gives the same bytes. */
+static void assert_built_round_trip(const protocol_message *message)
+{
+    char *first = serialize(message);
+    protocol_message parsed;
+    protocol_error error;
+    ck_assert_int_eq(protocol_parse(first, strlen(first), &parsed, &error), 0);
+    char *second = serialize(&parsed);
+    ck_assert_str_eq(second, first);
+    free(second);
+    free(first);
+    protocol_message_clear(&parsed);
+}
+
+static void assert_refused_bytes(const char *text, size_t length, protocol_error_code code,
+                                 const char *message)
+{
+    protocol_message parsed;
+    protocol_error error;
+    int result = protocol_parse(text, length, &parsed, &error);
+    ck_assert_msg(result == (int)code, "%.200s: got %d (%s), wanted %d", text, result,
+                  error.message, code);
+    ck_assert_int_eq(error.code, code);
+    ck_assert_msg(strncmp(error.message, message, strlen(message)) == 0,
+                  "%.200s:\n  got    %s\n  wanted %s", text, error.message, message);
+    ck_assert_int_eq(parsed.type, 0);
+    ck_assert_uint_eq(parsed.session, 0);
+}
+
+/* message is the start of the expected message ("message: invalid JSON"
+ * leaves out jansson's wording); single quotes in it stand for double. */
+static void assert_refused(const char *single_quoted, protocol_error_code code,
+                           const char *message)
+{
+    char *text = json_text(single_quoted);
+    char *expected = json_text(message);
+    assert_refused_bytes(text, strlen(text), code, expected);
+    free(expected);
+    free(text);
+}
+
+/* A normalized value from its Extended JSON. */
+static json_t *load(const char *single_quoted)
+{
+    char *text = json_text(single_quoted);
+    json_t *raw = json_loads(text, JSON_DECODE_ANY, NULL);
+    ck_assert_msg(raw != NULL, "bad test JSON %s", text);
+    ejson_error error;
+    json_t *value = ejson_normalize(raw, &error);
+    ck_assert_msg(value != NULL, "bad test value %s: %s", text, error.message);
+    json_decref(raw);
+    free(text);
+    return value;
+}
+
+/* A changeset of origin 7 that sets title on a Task. */
+static changeset title_changeset(uint64_t client_version, const char *title)
+{
+    changeset built = {.origin = 7, .client_version = client_version,
+                       .timestamp = 1714560000000 + (int64_t)client_version};
+    json_t *id = load(TEST_OBJECT_ID);
+    json_t *value = json_string(title);
+    ck_assert_ptr_nonnull(value);
+    ck_assert_int_eq(changeset_append(&built, CHANGESET_SET, "Task", id, "title", value, NULL, 0),
+                     0);
+    json_decref(value);
+    json_decref(id);
+    return built;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Round trips                                                               */
+
+static const char *const canonical_frames[] = {
+    "{'type':'bind','session':1,'file_identity':7,'last_server_version':42,"
+    "'last_integrated_client_version':12}",
+    "{'type':'bind','session':2,'file_identity':0,'last_server_version':0,"
+    "'last_integrated_client_version':0}",
+    "{'type':'upload','session':1,'last_integrated_server_version':42,'changesets':["
+    "{'origin':7,'client_version':13,'timestamp':1714560000000,'instructions':["
+    "{'op':'create','collection':'Task','id':" TEST_OBJECT_ID "},"
+    "{'op':'set','collection':'Task','id':" TEST_OBJECT_ID ",'path':'title','value':'Buy milk'},"
+    "{'op':'set','collection':'Task','id':" TEST_OBJECT_ID ",'path':'due',"
+    "'value':{'$date':'2024-05-01T12:00:00Z'}},"
+    "{'op':'set','collection':'Task','id':" TEST_OBJECT_ID ",'path':'address.city',"
+    "'value':'Zürich'}]},"
+    "{'origin':7,'client_version':14,'timestamp':1714560001000,'instructions':["
+    "{'op':'unset','collection':'Task','id':5,'path':'notes'},"
+    "{'op':'set','collection':'Task','id':5,'path':'ratio','value':2.5},"
+    "{'op':'delete','collection':'Task','id':'a1'}]}]}",
+    "{'type':'upload','session':1,'last_integrated_server_version':0,'changesets':[]}",
+    "{'type':'query','session':1,'query_version':3,'subscriptions':{"
+    "'Task':[{'name':'mine','query':'owner_id == \\'u1\\''},{'name':'open','query':'done == false'}],"
+    "'Project':[{'name':'all','query':'TRUEPREDICATE'}]}}",
+    "{'type':'query','session':1,'query_version':4,'subscriptions':{}}",
+    "{'type':'unbind','session':1}",
+    "{'type':'ping','timestamp':1714560000000}",
+    "{'type':'mark','session':1,'request':4}",
+    "{'type':'ident','session':2,'file_identity':8}",
+    "{'type':'download','session':1,'server_version':45,'last_integrated_client_version':14,"
+    "'query_version':3,'last_in_batch':true,'progress_estimate':1.0,'changesets':["
+    "{'server_version':43,'origin':9,'client_version':3,'timestamp':1714560002000,"
+    "'instructions':[{'op':'create','collection':'Task','id':{'$oid':'6650f0c2e4b0a1b2c3d4e5f7'}}]},"
+    "{'server_version':45,'origin':0,'client_version':0,'timestamp':1714560003000,"
+    "'instructions':[{'op':'set','collection':'Task','id':5,'path':'big',"
+    "'value':{'$numberLong':'9007199254740993'}}]}]}",
+    "{'type':'download','session':1,'server_version':45,'last_integrated_client_version':0,"
+    "'query_version':0,'last_in_batch':false,'progress_estimate':0.25,'changesets':[]}",
+    "{'type':'query_error','session':1,'query_version':4,'code':203,"
+    "'message':'unknown field \\'colour\\' in Task'}",
+    "{'type':'error','session':0,'code':106,'message':'the server is shutting down',"
+    "'try_again':true,'backoff_seconds':5.0,'action':'reconnect'}",
+    "{'type':'error','session':1,'code':205,'message':'write not allowed','try_again':true,"
+    "'backoff_seconds':0.0,'action':'revert','compensating_write':{'collection':'Task',"
+    "'id':" TEST_OBJECT_ID ",'reason':'only the owner may change title','server_document':"
+    "{'_id':" TEST_OBJECT_ID ",'title':'Old title','tags':['a',{'b':1}]}}}",
+    "{'type':'error','session':1,'code':205,'message':'','try_again':true,'backoff_seconds':0.0,"
+    "'action':'revert','compensating_write':{'collection':'Task','id':7,'reason':'deleted',"
+    "'server_document':null}}",
+    "{'type':'unbound','session':1}",
+    "{'type':'pong','timestamp':1714560000000}",
+};
+
+START_TEST(test_every_message_type_round_trips)
+{
+    bool seen[PROTOCOL_MESSAGE_PONG + 1] = {false};
+    for (size_t i = 0; i < sizeof canonical_frames / sizeof canonical_frames[0]; i++) {
+        assert_round_trip(canonical_frames[i]);
+        protocol_message message = parse_frame(canonical_frames[i]);
+        seen[message.type] = true;
+        protocol_message_clear(&message);
+    }
+    for (int type = 0; type <= PROTOCOL_MESSAGE_PONG; type++)
+        ck_assert_msg(seen[type], "no frame of type %s", protocol_message_type_name(type));
+}
+END_TEST
+
+START_TEST(test_members_in_any_order_and_spacing)
+{
+    protocol_message message = parse_frame(
+        "{ 'last_integrated_client_version': 12, 'last_server_version': 42,\n"
+        "  'file_identity': 7, 'session': 1, 'type': 'bind' }");
+    char *text = serialize(&message);
+    char *expected = json_text(canonical_frames[0]);
+    ck_assert_str_eq(text, expected);
+    free(expected);
+    free(text);
+    protocol_message_clear(&message);
+}
+END_TEST
+
+START_TEST(test_parsed_fields)
+{
+    protocol_message bind = parse_frame(canonical_frames[0]);
+    ck_assert_int_eq(bind.type, PROTOCOL_MESSAGE_BIND);
+    ck_assert_uint_eq(bind.session, 1);
+    ck_assert_uint_eq(bind.body.bind.file_identity, 7);
+    ck_assert_uint_eq(bind.body.bind.last_server_version, 42);
+    ck_assert_uint_eq(bind.body.bind.last_integrated_client_version, 12);
+    protocol_message_clear(&bind);
+
+    protocol_message query = parse_frame(canonical_frames[4]);
+    ck_assert_uint_eq(query.body.query.query_version, 3);
+    ck_assert_uint_eq(query.body.query.subscription_count, 3);
+    ck_assert_str_eq(query.body.query.subscriptions[1].collection, "Task");
+    ck_assert_str_eq(query.body.query.subscriptions[1].name, "open");
+    ck_assert_str_eq(query.body.query.subscriptions[1].query, "done == false");
+    ck_assert_str_eq(query.body.query.subscriptions[2].collection, "Project");
+    protocol_message_clear(&query);
+
+    protocol_message download = parse_frame(canonical_frames[10]);
+    const protocol_download_body *body = &download.body.download;
+    ck_assert_uint_eq(body->server_version, 45);
+    ck_assert_uint_eq(body->last_integrated_client_version, 14);
+    ck_assert(body->last_in_batch);
+    ck_assert_double_eq(body->progress_estimate, 1.0);
+    ck_assert_uint_eq(body->changeset_count, 2);
+    ck_assert_uint_eq(body->changesets[0].server_version, 43);
+    ck_assert_uint_eq(body->changesets[0].changeset.origin, 9);
+    ck_assert_int_eq(json_integer_value(body->changesets[1].changeset.instructions[0].value),
+                     INT64_C(9007199254740993));
+    protocol_message_clear(&download);
+
+    protocol_message error = parse_frame(canonical_frames[14]);
+    ck_assert_int_eq(error.body.error.code, PROTOCOL_ERROR_COMPENSATING_WRITE);
+    ck_assert_int_eq(error.body.error.action, PROTOCOL_ACTION_REVERT);
+    ck_assert_ptr_nonnull(error.body.error.compensating_write);
+    ck_assert_str_eq(error.body.error.compensating_write->collection, "Task");
+    ck_assert_str_eq(json_string_value(json_object_get(
+                         error.body.error.compensating_write->server_document, "title")),
+                     "Old title");
+    protocol_message_clear(&error);
+
+    protocol_message no_document = parse_frame(canonical_frames[15]);
+    ck_assert_ptr_null(no_document.body.error.compensating_write->server_document);
+    protocol_message_clear(&no_document);
+}
+END_TEST
+
+START_TEST(test_built_messages_round_trip)
+{
+    protocol_message upload;
+    protocol_message_init(&upload, PROTOCOL_MESSAGE_UPLOAD, 3);
+    upload.body.upload.last_integrated_server_version = 10;
+    for (uint64_t version = 1; version <= 20; version++) {
+        changeset added = title_changeset(version, "title");
+        ck_assert_int_eq(protocol_upload_add(&upload.body.upload, &added), 0);
+        ck_assert_uint_eq(added.count, 0);
+    }
+    assert_built_round_trip(&upload);
+    protocol_message_clear(&upload);
+
+    protocol_message download;
+    protocol_message_init(&download, PROTOCOL_MESSAGE_DOWNLOAD, 3);
+    download.body.download.server_version = 30;
+    download.body.download.progress_estimate = 0.1;
+    for (uint64_t version = 1; version <= 5; version++) {
+        changeset added = title_changeset(version, "é");
+        ck_assert_int_eq(protocol_download_add(&download.body.download, version * 6, &added), 0);
+    }
+    assert_built_round_trip(&download);
+    protocol_message_clear(&download);
+
+    protocol_message query;
+    protocol_message_init(&query, PROTOCOL_MESSAGE_QUERY, 3);
+    query.body.query.query_version = 1;
+    ck_assert_int_eq(protocol_query_add(&query.body.query, "Task", "a", "done == true"), 0);
+    ck_assert_int_eq(protocol_query_add(&query.body.query, "Project", "a", "TRUEPREDICATE"), 0);
+    ck_assert_int_eq(protocol_query_add(&query.body.query, "Task", "b", "done == false"), 0);
+    char *text = serialize(&query);
+    char *expected = json_text("{'type':'query','session':3,'query_version':1,'subscriptions':{"
+                               "'Task':[{'name':'a','query':'done == true'},"
+                               "{'name':'b','query':'done == false'}],"
+                               "'Project':[{'name':'a','query':'TRUEPREDICATE'}]}}");
+    ck_assert_str_eq(text, expected);
+    free(expected);
+    free(text);
+    protocol_message_clear(&query);
+}
+END_TEST
+
+START_TEST(test_error_init)
+{
+    protocol_message error;
+    ck_assert_int_eq(protocol_error_init(&error, 0, PROTOCOL_ERROR_GOING_AWAY, "bye"), 0);
+    ck_assert_int_eq(error.type, PROTOCOL_MESSAGE_ERROR);
+    ck_assert(error.body.error.try_again);
+    ck_assert_int_eq(error.body.error.action, PROTOCOL_ACTION_RECONNECT);
+    ck_assert_double_eq(error.body.error.backoff_seconds, 5.0);
+    char *text = serialize(&error);
+    ck_assert_str_eq(text, "{\"type\":\"error\",\"session\":0,\"code\":106,\"message\":\"bye\","
+                           "\"try_again\":true,\"backoff_seconds\":5.0,\"action\":\"reconnect\"}");
+    free(text);
+    protocol_message_clear(&error);
+
+    ck_assert_int_eq(protocol_error_init(&error, 4, PROTOCOL_ERROR_BAD_FILE_IDENTITY, "who?"), 0);
+    ck_assert_int_eq(error.body.error.action, PROTOCOL_ACTION_CLIENT_RESET);
+    assert_built_round_trip(&error);
+    protocol_message_clear(&error);
+
+    ck_assert_int_eq(protocol_error_init(&error, 0, 150, "no such code"), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_names_and_senders)
+{
+    ck_assert_str_eq(protocol_error_code_name(PROTOCOL_ERROR_BAD_CHANGESET), "bad_changeset");
+    ck_assert_str_eq(protocol_error_code_name(100), "malformed_message");
+    ck_assert_ptr_null(protocol_error_code_name(0));
+    ck_assert_ptr_null(protocol_error_code_name(299));
+    ck_assert_str_eq(protocol_message_type_name(PROTOCOL_MESSAGE_QUERY_ERROR), "query_error");
+    ck_assert_ptr_null(protocol_message_type_name(PROTOCOL_MESSAGE_PONG + 1));
+    ck_assert(protocol_sent_by(PROTOCOL_MESSAGE_BIND, PROTOCOL_CLIENT));
+    ck_assert(!protocol_sent_by(PROTOCOL_MESSAGE_BIND, PROTOCOL_SERVER));
+    ck_assert(protocol_sent_by(PROTOCOL_MESSAGE_DOWNLOAD, PROTOCOL_SERVER));
+    ck_assert(!protocol_sent_by(PROTOCOL_MESSAGE_DOWNLOAD, PROTOCOL_CLIENT));
+    ck_assert(protocol_sent_by(PROTOCOL_MESSAGE_MARK, PROTOCOL_CLIENT));
+    ck_assert(protocol_sent_by(PROTOCOL_MESSAGE_MARK, PROTOCOL_SERVER));
+    ck_assert(!protocol_sent_by(PROTOCOL_MESSAGE_PONG + 1, PROTOCOL_SERVER));
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Refused frames                                                            */
+
+typedef struct refused_frame {
+    const char *frame;
+    protocol_error_code code;
+    const char *message;
+} refused_frame;
+
+#define BIND_REST "'file_identity':7,'last_server_version':1,'last_integrated_client_version':1"
+#define CHANGESET_HEAD "'origin':7,'timestamp':1"
+#define SET_TITLE "{'op':'set','collection':'Task','id':5,'path':'title','value':'x'}"
+#define UPLOAD_HEAD "{'type':'upload','session':4,'last_integrated_server_version':0,"
+#define DOWNLOAD_HEAD                                                                   \
+    "{'type':'download','session':4,'server_version':9,'last_integrated_client_version':0," \
+    "'query_version':0,'last_in_batch':true,'progress_estimate':1,"
+#define QUERY_HEAD "{'type':'query','session':4,'query_version':1,'subscriptions':"
+#define ERROR_HEAD "{'type':'error','session':4,'code':205,'message':'m','try_again':true,"
+#define COMPENSATING_HEAD \
+    ERROR_HEAD "'backoff_seconds':0,'action':'revert','compensating_write':{'collection':'Task',"
+
+static const refused_frame refused_frames[] = {
+    /* the frame */
+    {"[{'type':'ping','timestamp':1}]", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "message: must be a JSON object"},
+    {"'ping'", PROTOCOL_ERROR_MALFORMED_MESSAGE, "message: invalid JSON (line 1, column"},
+    {"{'type':'ping','timestamp':1} x", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "message: invalid JSON (line 1, column"},
+    {"{'type':'ping','timestamp':1}{}", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "message: invalid JSON (line 1, column"},
+    {"{'type':'ping','timestamp':1", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "message: invalid JSON (line 1, column"},
+    {"{'type':'ping','timestamp':1,'timestamp':2}", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "message: invalid JSON (line 1, column"},
+    {"   ", PROTOCOL_ERROR_MALFORMED_MESSAGE, "message: invalid JSON (line 1, column"},
+    /* the type */
+    {"{'session':1}", PROTOCOL_ERROR_MALFORMED_MESSAGE, "type: missing"},
+    {"{'type':5,'session':1}", PROTOCOL_ERROR_MALFORMED_MESSAGE, "type: must be a string"},
+    {"{'type':'bnd','session':1}", PROTOCOL_ERROR_UNKNOWN_MESSAGE_TYPE,
+     "type: unknown message type 'bnd'"},
+    {"{'type':'Bind','session':1}", PROTOCOL_ERROR_UNKNOWN_MESSAGE_TYPE,
+     "type: unknown message type 'Bind'"},
+    {"{'type':'bind\\u0000','session':1}", PROTOCOL_ERROR_UNKNOWN_MESSAGE_TYPE,
+     "type: unknown message type 'bind'"},
+    /* members */
+    {"{'type':'bind','sesion':1," BIND_REST "}", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "bind.sesion: unknown member"},
+    {"{'type':'ping','session':1,'timestamp':1}", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "ping.session: unknown member"},
+    {"{'type':'bind','session':1,'file_identity':7,'last_server_version':1}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE, "bind.last_integrated_client_version: missing"},
+    {"{'type':'unbind'}", PROTOCOL_ERROR_MALFORMED_MESSAGE, "unbind.session: missing"},
+    /* integers */
+    {"{'type':'bind','session':'1'," BIND_REST "}", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "bind.session: must be an integer from 1 to 2^63 - 1"},
+    {"{'type':'bind','session':0," BIND_REST "}", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "bind.session: must be an integer from 1 to 2^63 - 1"},
+    {"{'type':'bind','session':-1," BIND_REST "}", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "bind.session: must be an integer from 1 to 2^63 - 1"},
+    {"{'type':'bind','session':1.5," BIND_REST "}", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "bind.session: must be an integer from 1 to 2^63 - 1"},
+    {"{'type':'bind','session':1.0," BIND_REST "}", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "bind.session: must be an integer from 1 to 2^63 - 1"},
+    {"{'type':'bind','session':1e3," BIND_REST "}", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "bind.session: must be an integer from 1 to 2^63 - 1"},
+    {"{'type':'bind','session':null," BIND_REST "}", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "bind.session: must be an integer from 1 to 2^63 - 1"},
+    {"{'type':'ping','timestamp':-5}", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "ping.timestamp: must be an integer from 0 to 2^63 - 1"},
+    {"{'type':'mark','session':1,'request':true}", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "mark.request: must be an integer from 0 to 2^63 - 1"},
+    /* beyond 64 bits: jansson refuses the number itself, at its column */
+    {"{'type':'ping','timestamp':9223372036854775808}", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "message: invalid JSON (line 1, column 46): too big integer"},
+    {"{'type':'ping','timestamp':9223372036854775807}", 0, NULL},
+    {"{'type':'ident','session':1,'file_identity':0}", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "ident.file_identity: must be an integer from 1 to 2^63 - 1"},
+    /* bind */
+    {"{'type':'bind','session':1,'file_identity':0,'last_server_version':3,"
+     "'last_integrated_client_version':0}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "bind.last_server_version: must be 0 when file_identity is 0"},
+    {"{'type':'bind','session':1,'file_identity':0,'last_server_version':0,"
+     "'last_integrated_client_version':3}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "bind.last_integrated_client_version: must be 0 when file_identity is 0"},
+    /* upload */
+    {UPLOAD_HEAD "'changesets':{}}", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "upload.changesets: must be an array"},
+    {UPLOAD_HEAD "'changesets':[5]}", PROTOCOL_ERROR_BAD_CHANGESET,
+     "upload.changesets[0]: not a JSON object"},
+    {UPLOAD_HEAD "'changesets':[{'client_version':1,'timestamp':1,'instructions':[]}]}",
+     PROTOCOL_ERROR_BAD_CHANGESET, "upload.changesets[0]: missing 'origin'"},
+    {UPLOAD_HEAD "'changesets':[{" CHANGESET_HEAD ",'client_version':1,'instructions':[],"
+                 "'extra':1}]}",
+     PROTOCOL_ERROR_BAD_CHANGESET, "upload.changesets[0]: unknown member 'extra'"},
+    {UPLOAD_HEAD "'changesets':[{" CHANGESET_HEAD ",'client_version':1,'instructions':["
+                 "{'op':'set','collection':'Task','id':5,'path':'','value':1}]}]}",
+     PROTOCOL_ERROR_BAD_CHANGESET, "upload.changesets[0].instructions[0]: path is empty"},
+    {UPLOAD_HEAD "'changesets':[{" CHANGESET_HEAD ",'client_version':1,'instructions':["
+                 SET_TITLE ",{'op':'move','collection':'Task','id':5}]}]}",
+     PROTOCOL_ERROR_BAD_CHANGESET, "upload.changesets[0].instructions[1]: unknown op 'move'"},
+    {UPLOAD_HEAD "'changesets':[{" CHANGESET_HEAD ",'client_version':0,'instructions':[]}]}",
+     PROTOCOL_ERROR_BAD_CHANGESET, "upload.changesets[0].client_version: must be at least 1"},
+    {UPLOAD_HEAD "'changesets':[{" CHANGESET_HEAD ",'client_version':3,'instructions':[]},"
+                 "{" CHANGESET_HEAD ",'client_version':4,'instructions':[]},"
+                 "{" CHANGESET_HEAD ",'client_version':4,'instructions':[]}]}",
+     PROTOCOL_ERROR_BAD_CHANGESET,
+     "upload.changesets[2].client_version: must be greater than the previous one (4)"},
+    {UPLOAD_HEAD "'changesets':[{" CHANGESET_HEAD ",'client_version':3,'instructions':[]},"
+                 "{" CHANGESET_HEAD ",'client_version':2,'instructions':[]}]}",
+     PROTOCOL_ERROR_BAD_CHANGESET,
+     "upload.changesets[1].client_version: must be greater than the previous one (3)"},
+    /* download */
+    {DOWNLOAD_HEAD "'changesets':[{" CHANGESET_HEAD ",'client_version':1,'instructions':[]}]}",
+     PROTOCOL_ERROR_BAD_CHANGESET, "download.changesets[0].server_version: missing"},
+    {DOWNLOAD_HEAD "'changesets':[{'server_version':-1," CHANGESET_HEAD ",'client_version':1,"
+                   "'instructions':[]}]}",
+     PROTOCOL_ERROR_BAD_CHANGESET,
+     "download.changesets[0].server_version: must be an integer from 1 to 2^63 - 1"},
+    {DOWNLOAD_HEAD "'changesets':[[]]}", PROTOCOL_ERROR_BAD_CHANGESET,
+     "download.changesets[0]: must be an object"},
+    {DOWNLOAD_HEAD "'changesets':[{'server_version':5," CHANGESET_HEAD ",'instructions':[]}]}",
+     PROTOCOL_ERROR_BAD_CHANGESET, "download.changesets[0]: missing 'client_version'"},
+    {DOWNLOAD_HEAD "'changesets':[{'server_version':5," CHANGESET_HEAD ",'client_version':1,"
+                   "'instructions':[]},{'server_version':5," CHANGESET_HEAD ",'client_version':1,"
+                   "'instructions':[]}]}",
+     PROTOCOL_ERROR_BAD_CHANGESET,
+     "download.changesets[1].server_version: must be greater than the previous one (5)"},
+    {DOWNLOAD_HEAD "'changesets':[{'server_version':10," CHANGESET_HEAD ",'client_version':1,"
+                   "'instructions':[]}]}",
+     PROTOCOL_ERROR_BAD_CHANGESET,
+     "download.changesets[0].server_version: 10 is greater than the server_version of the "
+     "message (9)"},
+    {"{'type':'download','session':4,'server_version':9,'last_integrated_client_version':0,"
+     "'query_version':0,'last_in_batch':1,'progress_estimate':1,'changesets':[]}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE, "download.last_in_batch: must be true or false"},
+    {"{'type':'download','session':4,'server_version':9,'last_integrated_client_version':0,"
+     "'query_version':0,'last_in_batch':true,'progress_estimate':1.5,'changesets':[]}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE, "download.progress_estimate: must be a number from 0 to 1"},
+    {"{'type':'download','session':4,'server_version':9,'last_integrated_client_version':0,"
+     "'query_version':0,'last_in_batch':true,'progress_estimate':'1','changesets':[]}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE, "download.progress_estimate: must be a number from 0 to 1"},
+    /* query */
+    {QUERY_HEAD "[]}", PROTOCOL_ERROR_MALFORMED_MESSAGE, "query.subscriptions: must be an object"},
+    {QUERY_HEAD "{'Task':{'name':'a','query':'TRUEPREDICATE'}}}", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "query.subscriptions.Task: must be a non-empty array"},
+    {QUERY_HEAD "{'Task':[]}}", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "query.subscriptions.Task: must be a non-empty array"},
+    {QUERY_HEAD "{'':[{'name':'a','query':'TRUEPREDICATE'}]}}", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "query.subscriptions: a collection name must not be empty or hold a NUL"},
+    {QUERY_HEAD "{'Task':['a']}}", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "query.subscriptions.Task[0]: must be an object"},
+    {QUERY_HEAD "{'Task':[{'name':'a','query':5}]}}", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "query.subscriptions.Task[0].query: must be a string"},
+    {QUERY_HEAD "{'Task':[{'name':'a','query':''}]}}", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "query.subscriptions.Task[0].query: must not be empty"},
+    {QUERY_HEAD "{'Task':[{'name':'a\\u0000b','query':'TRUEPREDICATE'}]}}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE, "query.subscriptions.Task[0].name: must not hold a NUL"},
+    {QUERY_HEAD "{'Task':[{'query':'TRUEPREDICATE'}]}}", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "query.subscriptions.Task[0].name: missing"},
+    {QUERY_HEAD "{'Task':[{'name':'a','query':'TRUEPREDICATE','sort':1}]}}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE, "query.subscriptions.Task[0].sort: unknown member"},
+    {QUERY_HEAD "{'Task':[{'name':'b','query':'x'},{'name':'a','query':'y'},"
+                "{'name':'b','query':'z'}]}}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "query.subscriptions.Task[2].name: 'b' is already the name of query.subscriptions.Task[0]"},
+    {QUERY_HEAD "{'Task':[{'name':'a','query':'x'}],'Project':[{'name':'a','query':'y'}]}}", 0,
+     NULL},
+    {"{'type':'query','session':4,'query_version':0,'subscriptions':{}}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE, "query.query_version: must be an integer from 1 to 2^63 - 1"},
+    /* query_error and error */
+    {"{'type':'query_error','session':4,'query_version':1,'code':106,'message':'m'}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "query_error.code: 106 is not a session-level code (200-299)"},
+    {"{'type':'error','session':0,'code':999,'message':'m','try_again':true,"
+     "'backoff_seconds':0,'action':'none'}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE, "error.code: 999 is not an error code"},
+    {"{'type':'error','session':0,'code':'bad_query','message':'m','try_again':true,"
+     "'backoff_seconds':0,'action':'none'}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE, "error.code: must be an integer"},
+    {ERROR_HEAD "'backoff_seconds':-1,'action':'revert'}", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "error.backoff_seconds: must be a number >= 0"},
+    {ERROR_HEAD "'backoff_seconds':0,'action':'restart'}", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "error.action: must be 'none', 'client_reset', 'reconnect' or 'revert'"},
+    {ERROR_HEAD "'backoff_seconds':0,'action':5}", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "error.action: must be 'none', 'client_reset', 'reconnect' or 'revert'"},
+    {"{'type':'error','session':0,'code':205,'message':'m','try_again':true,"
+     "'backoff_seconds':0,'action':'revert'}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "error.session: must be at least 1 with the session-level code 205"},
+    {"{'type':'error','session':3,'code':106,'message':'m','try_again':true,"
+     "'backoff_seconds':0,'action':'reconnect'}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE, "error.session: must be 0 with the connection-level code 106"},
+    {"{'type':'error','session':3,'code':204,'message':'m','try_again':false,'backoff_seconds':0,"
+     "'action':'none','compensating_write':{'collection':'Task','id':1,'reason':'r',"
+     "'server_document':null}}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE, "error.compensating_write: only allowed with code 205"},
+    {ERROR_HEAD "'backoff_seconds':0,'action':'revert','compensating_write':5}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE, "error.compensating_write: must be an object"},
+    {COMPENSATING_HEAD "'id':[1],'reason':'r','server_document':null}}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "error.compensating_write.id: must be a string, int or ObjectId, not array"},
+    {COMPENSATING_HEAD "'id':{'$oid':'xyz'},'reason':'r','server_document':null}}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE, "error.compensating_write.id: "},
+    {COMPENSATING_HEAD "'id':1,'reason':'r','server_document':'gone'}}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "error.compensating_write.server_document: must be a document or null"},
+    {COMPENSATING_HEAD "'id':1,'reason':'r'}}", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "error.compensating_write.server_document: missing"},
+    {COMPENSATING_HEAD "'id':1,'reason':'r','server_document':null,'why':1}}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE, "error.compensating_write.why: unknown member"},
+};
+
+START_TEST(test_refused_frames)
+{
+    for (size_t i = 0; i < sizeof refused_frames / sizeof refused_frames[0]; i++) {
+        const refused_frame *refused = &refused_frames[i];
+        if (refused->message) {
+            assert_refused(refused->frame, refused->code, refused->message);
+        } else {
+            protocol_message message = parse_frame(refused->frame);
+            protocol_message_clear(&message);
+        }
+    }
+}
+END_TEST
+
+START_TEST(test_empty_frame)
+{
+    assert_refused_bytes("", 0, PROTOCOL_ERROR_MALFORMED_MESSAGE, "message: empty frame");
+    assert_refused_bytes(NULL, 0, PROTOCOL_ERROR_MALFORMED_MESSAGE, "message: empty frame");
+}
+END_TEST
+
+START_TEST(test_invalid_utf8)
+{
+    const char text[] = "{\"type\":\"query_error\",\"session\":1,\"query_version\":1,"
+                        "\"code\":203,\"message\":\"caf\xe9\"}";
+    assert_refused_bytes(text, sizeof text - 1, PROTOCOL_ERROR_MALFORMED_MESSAGE,
+                         "message: invalid JSON (line 1, column");
+}
+END_TEST
+
+START_TEST(test_nul_byte_outside_strings)
+{
+    const char text[] = "{\"type\":\"ping\",\"timestamp\":1}\0";
+    assert_refused_bytes(text, sizeof text, PROTOCOL_ERROR_MALFORMED_MESSAGE,
+                         "message: invalid JSON (line 1, column");
+}
+END_TEST
+
+/* A frame of exactly size bytes: a ping padded with spaces. */
+static char *padded_ping(size_t size)
+{
+    char *text = malloc(size);
+    ck_assert_ptr_nonnull(text);
+    const char ping[] = "{\"type\":\"ping\",\"timestamp\":1}";
+    memset(text, ' ', size);
+    memcpy(text, ping, sizeof ping - 1);
+    return text;
+}
+
+START_TEST(test_frame_size_limit)
+{
+    char *at_limit = padded_ping(PROTOCOL_MAX_MESSAGE_BYTES);
+    protocol_message message;
+    protocol_error error;
+    ck_assert_int_eq(protocol_parse(at_limit, PROTOCOL_MAX_MESSAGE_BYTES, &message, &error), 0);
+    protocol_message_clear(&message);
+    free(at_limit);
+
+    char *over = padded_ping(PROTOCOL_MAX_MESSAGE_BYTES + 1);
+    assert_refused_bytes(over, PROTOCOL_MAX_MESSAGE_BYTES + 1, PROTOCOL_ERROR_MESSAGE_TOO_LARGE,
+                         "message: 16777217 bytes, more than the 16777216 allowed");
+    free(over);
+}
+END_TEST
+
+/* A set of path "deep" whose value nests levels arrays around leaf. */
+static char *deep_upload(size_t levels, const char *leaf)
+{
+    size_t size = 2 * levels + 1024;
+    char *text = malloc(size);
+    ck_assert_ptr_nonnull(text);
+    int written = snprintf(text, size,
+                           "{\"type\":\"upload\",\"session\":1,\"last_integrated_server_version\":0,"
+                           "\"changesets\":[{\"origin\":7,\"client_version\":1,\"timestamp\":1,"
+                           "\"instructions\":[{\"op\":\"set\",\"collection\":\"Task\",\"id\":5,"
+                           "\"path\":\"deep\",\"value\":");
+    size_t length = (size_t)written;
+    memset(text + length, '[', levels);
+    length += levels;
+    length += (size_t)snprintf(text + length, size - length, "%s", leaf);
+    memset(text + length, ']', levels);
+    length += levels;
+    snprintf(text + length, size - length, "}]}]}");
+    return text;
+}
+
+START_TEST(test_nesting_limit)
+{
+    /* The deepest value a changeset allows, with a leaf that is written a
+     * level deeper than it is read: the frame is exactly at the limit. */
+    char *deepest = deep_upload(CHANGESET_MAX_DEPTH - 2, "{\"$date\":-1}");
+    protocol_message message;
+    protocol_error error;
+    ck_assert_msg(protocol_parse(deepest, strlen(deepest), &message, &error) == 0, "%s",
+                  error.message);
+    char *text = serialize(&message);
+    ck_assert_msg(strstr(text, "{\"$date\":{\"$numberLong\":\"-1\"}}") != NULL, "%s", text);
+    protocol_message_clear(&message);
+    ck_assert_int_eq(protocol_parse(text, strlen(text), &message, &error), 0);
+    protocol_message_clear(&message);
+    free(text);
+    free(deepest);
+
+    char *too_deep = deep_upload(PROTOCOL_MAX_DEPTH - 4, "1");
+    assert_refused_bytes(too_deep, strlen(too_deep), PROTOCOL_ERROR_MALFORMED_MESSAGE,
+                         "message: nests deeper than 105 levels");
+    free(too_deep);
+
+    /* Brackets inside strings are not nesting. */
+    char brackets[PROTOCOL_MAX_DEPTH * 2 + 1];
+    memset(brackets, '[', sizeof brackets - 1);
+    brackets[sizeof brackets - 1] = '\0';
+    char frame[sizeof brackets + 128];
+    snprintf(frame, sizeof frame,
+             "{\"type\":\"query_error\",\"session\":1,\"query_version\":1,\"code\":203,"
+             "\"message\":\"\\\"%s\"}",
+             brackets);
+    ck_assert_int_eq(protocol_parse(frame, strlen(frame), &message, &error), 0);
+    protocol_message_clear(&message);
+}
+END_TEST
+
+START_TEST(test_server_document_depth)
+{
+    /* {"a": [[...[2^60]...]]} nests 101 levels as read, but 2^60 is written
+     * as {"$numberLong": ...}, one level more. */
+    char document[512] = "";
+    char frame[1024];
+    for (size_t i = 0; i < CHANGESET_MAX_DEPTH; i++)
+        strcat(document, "[");
+    strcat(document, "1152921504606846976");
+    for (size_t i = 0; i < CHANGESET_MAX_DEPTH; i++)
+        strcat(document, "]");
+    snprintf(frame, sizeof frame,
+             "{\"type\":\"error\",\"session\":4,\"code\":205,\"message\":\"m\",\"try_again\":true,"
+             "\"backoff_seconds\":0,\"action\":\"revert\",\"compensating_write\":{\"collection\":"
+             "\"Task\",\"id\":1,\"reason\":\"r\",\"server_document\":{\"a\":%s}}}",
+             document);
+    assert_refused_bytes(frame, strlen(frame), PROTOCOL_ERROR_MALFORMED_MESSAGE,
+                         "error.compensating_write.server_document: nests deeper than 101 levels");
+}
+END_TEST
+
+START_TEST(test_refusal_names_the_session)
+{
+    char *text = json_text(UPLOAD_HEAD "'changesets':[{" CHANGESET_HEAD
+                                       ",'client_version':0,'instructions':[]}]}");
+    protocol_message message;
+    protocol_error error;
+    ck_assert_int_eq(protocol_parse(text, strlen(text), &message, &error),
+                     PROTOCOL_ERROR_BAD_CHANGESET);
+    ck_assert_uint_eq(error.session, 4);
+    free(text);
+
+    text = json_text("{'type':'unbind','session':4,'x':1}");
+    ck_assert_int_eq(protocol_parse(text, strlen(text), &message, &error),
+                     PROTOCOL_ERROR_MALFORMED_MESSAGE);
+    ck_assert_uint_eq(error.session, 0);
+    free(text);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Serializing refuses what a peer would                                     */
+
+static void assert_not_serialized(const protocol_message *message, protocol_error_code code,
+                                  const char *expected)
+{
+    size_t length = 12345;
+    protocol_error error;
+    char *text = protocol_serialize(message, &length, &error);
+    ck_assert_msg(text == NULL, "serialized %s", text);
+    ck_assert_uint_eq(length, 12345);
+    ck_assert_int_eq(error.code, code);
+    ck_assert_str_eq(error.message, expected);
+}
+
+START_TEST(test_serialize_refuses_invalid_messages)
+{
+    protocol_message message;
+    protocol_message_init(&message, PROTOCOL_MESSAGE_BIND, 0);
+    assert_not_serialized(&message, PROTOCOL_ERROR_MALFORMED_MESSAGE,
+                          "bind.session: must be an integer from 1 to 2^63 - 1");
+
+    protocol_message_init(&message, PROTOCOL_MESSAGE_PING, 0);
+    message.body.ping.timestamp = UINT64_MAX;
+    assert_not_serialized(&message, PROTOCOL_ERROR_MALFORMED_MESSAGE,
+                          "ping.timestamp: must be an integer from 0 to 2^63 - 1");
+
+    protocol_message_init(&message, PROTOCOL_MESSAGE_PONG + 1, 0);
+    assert_not_serialized(&message, PROTOCOL_ERROR_MALFORMED_MESSAGE,
+                          "type: 12 is not a message type");
+
+    protocol_message_init(&message, PROTOCOL_MESSAGE_UPLOAD, 1);
+    changeset second = title_changeset(2, "b");
+    changeset first = title_changeset(1, "a");
+    ck_assert_int_eq(protocol_upload_add(&message.body.upload, &second), 0);
+    ck_assert_int_eq(protocol_upload_add(&message.body.upload, &first), 0);
+    assert_not_serialized(&message, PROTOCOL_ERROR_BAD_CHANGESET,
+                          "upload.changesets[1].client_version: must be greater than the "
+                          "previous one (2)");
+    protocol_message_clear(&message);
+
+    protocol_message_init(&message, PROTOCOL_MESSAGE_QUERY, 1);
+    message.body.query.query_version = 1;
+    ck_assert_int_eq(protocol_query_add(&message.body.query, "Task", "\xff", "TRUEPREDICATE"), 0);
+    assert_not_serialized(&message, PROTOCOL_ERROR_INTERNAL,
+                          "query.subscriptions: cannot be written (out of memory, text that is "
+                          "not UTF-8, or a value out of range)");
+    protocol_message_clear(&message);
+
+    ck_assert_int_eq(protocol_error_init(&message, 1, PROTOCOL_ERROR_BAD_QUERY, "m"), 0);
+    message.body.error.action = 17;
+    assert_not_serialized(&message, PROTOCOL_ERROR_INTERNAL,
+                          "error.action: cannot be written (out of memory, text that is not "
+                          "UTF-8, or a value out of range)");
+    protocol_message_clear(&message);
+}
+END_TEST
+
+START_TEST(test_serialize_refuses_frames_over_the_limit)
+{
+    size_t size = PROTOCOL_MAX_MESSAGE_BYTES;
+    char *title = malloc(size + 1);
+    ck_assert_ptr_nonnull(title);
+    memset(title, 'x', size);
+    title[size] = '\0';
+    protocol_message message;
+    protocol_message_init(&message, PROTOCOL_MESSAGE_DOWNLOAD, 1);
+    message.body.download.server_version = 1;
+    changeset large = title_changeset(1, title);
+    ck_assert_int_eq(protocol_download_add(&message.body.download, 1, &large), 0);
+    free(title);
+    size_t length;
+    protocol_error error;
+    ck_assert_ptr_null(protocol_serialize(&message, &length, &error));
+    ck_assert_int_eq(error.code, PROTOCOL_ERROR_MESSAGE_TOO_LARGE);
+    protocol_message_clear(&message);
+}
+END_TEST
+
+Suite *unit_suite(void)
+{
+    Suite *suite = suite_create("protocol");
+
+    TCase *round_trip = tcase_create("round_trip");
+    tcase_add_test(round_trip, test_every_message_type_round_trips);
+    tcase_add_test(round_trip, test_members_in_any_order_and_spacing);
+    tcase_add_test(round_trip, test_parsed_fields);
+    tcase_add_test(round_trip, test_built_messages_round_trip);
+    tcase_add_test(round_trip, test_error_init);
+    tcase_add_test(round_trip, test_names_and_senders);
+    suite_add_tcase(suite, round_trip);
+
+    TCase *refused = tcase_create("refused");
+    tcase_add_test(refused, test_refused_frames);
+    tcase_add_test(refused, test_empty_frame);
+    tcase_add_test(refused, test_invalid_utf8);
+    tcase_add_test(refused, test_nul_byte_outside_strings);
+    tcase_add_test(refused, test_frame_size_limit);
+    tcase_add_test(refused, test_nesting_limit);
+    tcase_add_test(refused, test_server_document_depth);
+    tcase_add_test(refused, test_refusal_names_the_session);
+    suite_add_tcase(suite, refused);
+
+    TCase *serialize_checks = tcase_create("serialize");
+    tcase_add_test(serialize_checks, test_serialize_refuses_invalid_messages);
+    tcase_add_test(serialize_checks, test_serialize_refuses_frames_over_the_limit);
+    suite_add_tcase(suite, serialize_checks);
+    return suite;
+}
