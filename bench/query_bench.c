@@ -17,21 +17,23 @@
  * all of them:
  *
  *   sqlite           SELECT count(*) FROM docs WHERE <json_extract predicate>
- *   rql on store     store_scan_objects over the collection, ejson_parse of
- *                    each object's text, rql_matches: the whole path a
- *                    subscription evaluation takes in realmfs
- *                    (`realmfs query` is exactly this loop)
+ *   rql on store     the whole path `realmfs query` takes, the same loop:
+ *                    store_scan_object_texts over the collection,
+ *                    ejson_parse_fields of each object's text for the fields
+ *                    the query reads (rql_add_fields), rql_matches, and
+ *                    store_object_view_id for each object that matches
  *   rql on parsed    rql_matches alone, over the documents already parsed in
  *                    memory: the query engine without storage and parsing
- *   projected        a prototype (projected_parse.h) of a cheaper whole path:
- *                    the same store scan and rql_matches, but each object's
- *                    text is parsed only for the top-level fields the query
- *                    reads (rql_visit_fields), the rest skipped unbuilt
  *
  * and, independent of the query, where the "rql on store" time goes:
  *
- *   store scan       the LMDB walk alone (cursor, record header, id decode)
- *   store + parse    the walk plus ejson_parse and json_decref of every object
+ *   store scan       the LMDB walk alone (cursor, record header), ids not
+ *                    decoded, as store_scan_object_texts visits
+ *   scan with ids    the same walk decoding every id (store_scan_objects)
+ *   scan + check     the walk plus ejson_parse_fields with no field: every
+ *                    object's text checked, nothing built
+ *   scan + parse     the walk plus ejson_parse and json_decref of every
+ *                    object: what reading whole documents costs
  *   sqlite scan      count(*) WHERE length(body) > 0: reading every body
  *   sqlite parse     count(*) WHERE json_valid(body): reading and parsing it
  *
@@ -62,7 +64,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "projected_parse.h"
 #include "query_documents.h"
 #include "realmfs/ejson.h"
 #include "realmfs/rql.h"
@@ -113,8 +114,7 @@ enum {
     MEASURE_STORE = 1 << 1,
     MEASURE_PARSED = 1 << 2,
     MEASURE_BREAKDOWN = 1 << 3,
-    MEASURE_PROJECTED = 1 << 4,
-    MEASURE_ALL = (1 << 5) - 1,
+    MEASURE_ALL = (1 << 4) - 1,
 };
 
 typedef struct options {
@@ -458,22 +458,51 @@ static int load(bench *b)
 typedef int run_function(bench *b, const void *argument, uint64_t *count);
 
 enum walk_work {
-    WALK_SCAN,              /* visit only */
-    WALK_PARSE,             /* ejson_parse every object */
-    WALK_PARSE_AND_MATCH,   /* ejson_parse and rql_matches every object */
-    WALK_PROJECT_AND_MATCH, /* projected_parse and rql_matches every object */
+    WALK_SCAN,            /* visit only */
+    WALK_PARSE,           /* ejson_parse every object */
+    WALK_PARSE_FIELDS,    /* ejson_parse_fields every object */
+    WALK_QUERY,           /* what realmfs query does: parse fields, match, id of matches */
 };
 
 typedef struct store_run {
     enum walk_work work;
-    const rql_query *query;         /* for the ..._AND_MATCH walks */
-    const projection *projection;   /* for WALK_PROJECT_AND_MATCH */
+    bool decode_ids;                /* scan with store_scan_objects, every id decoded */
+    const rql_query *query;         /* WALK_QUERY */
+    const ejson_field_set *fields;  /* WALK_PARSE_FIELDS and WALK_QUERY */
 } store_run;
 
 typedef struct store_walk {
     const store_run *run;
     uint64_t count;
 } store_walk;
+
+/* The document of a stored object, or NULL (message printed): realmfs
+ * query skips such an object, but here it is a bug in the benchmark or
+ * the store. */
+static json_t *read_stored(const store_run *run, const store_object_view *object)
+{
+    ejson_error error;
+    json_t *document = run->work == WALK_PARSE
+                           ? ejson_parse(object->text, object->info.size, &error)
+                           : ejson_parse_fields(object->text, object->info.size, run->fields,
+                                                &error);
+    if (document == NULL)
+        fprintf(stderr, "query_bench: a stored object does not parse: %s\n", error.message);
+    return document;
+}
+
+/* A match counts once its id is decoded, as realmfs query decodes it to
+ * print the object's name. */
+static int count_match(store_walk *walk, const store_object_view *object)
+{
+    json_t *id;
+    int result = store_object_view_id(object, &id);
+    if (result != 0)
+        return result;
+    json_decref(id);
+    walk->count++;
+    return 0;
+}
 
 static int visit_stored(const store_object_view *object, void *context)
 {
@@ -483,20 +512,16 @@ static int visit_stored(const store_object_view *object, void *context)
         walk->count++;
         return 0;
     }
-    ejson_error error;
-    json_t *document =
-        run->work == WALK_PROJECT_AND_MATCH
-            ? projected_parse(object->text, object->info.size, run->projection, &error)
-            : ejson_parse(object->text, object->info.size, &error);
-    if (document == NULL) {
-        /* realmfs query skips such an object; here it is a bug in the
-         * benchmark or the store, so stop */
-        fprintf(stderr, "query_bench: a stored object does not parse: %s\n", error.message);
+    json_t *document = read_stored(run, object);
+    if (document == NULL)
         return -EINVAL;
-    }
-    if (run->work == WALK_PARSE || rql_matches(run->query, document))
-        walk->count++;
+    bool matches = run->work != WALK_QUERY || rql_matches(run->query, document);
     json_decref(document);
+    if (!matches)
+        return 0;
+    if (run->work == WALK_QUERY)
+        return count_match(walk, object);
+    walk->count++;
     return 0;
 }
 
@@ -504,7 +529,10 @@ static int run_store(bench *b, const void *argument, uint64_t *count)
 {
     const store_run *run = argument;
     store_walk walk = {.run = run};
-    int result = store_scan_objects(b->store, COLLECTION, NULL, false, visit_stored, &walk);
+    int result = run->decode_ids
+                     ? store_scan_objects(b->store, COLLECTION, NULL, false, visit_stored, &walk)
+                     : store_scan_object_texts(b->store, COLLECTION, NULL, false, visit_stored,
+                                               &walk);
     if (result != 0) {
         if (result != -EINVAL)
             fprintf(stderr, "query_bench: store scan: %s\n", store_last_error());
@@ -547,7 +575,7 @@ typedef struct contender {
     measurement *out;
 } contender;
 
-#define MAX_CONTENDERS 4
+#define MAX_CONTENDERS 6
 
 static int64_t median(int64_t *times, unsigned count)
 {
@@ -669,7 +697,7 @@ static bool counts_agree(const measurement *rows, size_t count)
 /* ------------------------------------------------------------------------ */
 /* The benchmark                                                              */
 
-enum { ENGINE_SQLITE, ENGINE_STORE, ENGINE_PARSED, ENGINE_PROJECTED, ENGINE_COUNT };
+enum { ENGINE_SQLITE, ENGINE_STORE, ENGINE_PARSED, ENGINE_COUNT };
 
 /* Measures the subscription with every engine asked for, together. */
 static int run_subscription(bench *b, const subscription *s, measurement results[ENGINE_COUNT])
@@ -680,9 +708,10 @@ static int run_subscription(bench *b, const subscription *s, measurement results
         fprintf(stderr, "query_bench: %s: %s\n", s->rql, error.message);
         return -1;
     }
-    projection fields;
-    if (projection_from_query(query, &fields) != 0) {
+    ejson_field_set *fields = ejson_field_set_new();
+    if (fields == NULL || rql_add_fields(query, fields) != 0) {
         fprintf(stderr, "query_bench: out of memory\n");
+        ejson_field_set_free(fields);
         rql_free(query);
         return -1;
     }
@@ -692,24 +721,20 @@ static int run_subscription(bench *b, const subscription *s, measurement results
     if (measure_bits & MEASURE_SQLITE)
         status = prepare_sqlite(b, s->sql_where, &statement);
 
-    store_run full_run = {.work = WALK_PARSE_AND_MATCH, .query = query};
-    store_run projected_run = {
-        .work = WALK_PROJECT_AND_MATCH, .query = query, .projection = &fields};
+    store_run query_run = {.work = WALK_QUERY, .query = query, .fields = fields};
     contender contenders[MAX_CONTENDERS];
     size_t count = 0;
     if (measure_bits & MEASURE_SQLITE)
         contenders[count++] = (contender){run_sqlite, statement, &results[ENGINE_SQLITE]};
     if (measure_bits & MEASURE_STORE)
-        contenders[count++] = (contender){run_store, &full_run, &results[ENGINE_STORE]};
+        contenders[count++] = (contender){run_store, &query_run, &results[ENGINE_STORE]};
     if (measure_bits & MEASURE_PARSED)
         contenders[count++] = (contender){run_parsed, query, &results[ENGINE_PARSED]};
-    if (measure_bits & MEASURE_PROJECTED)
-        contenders[count++] = (contender){run_store, &projected_run, &results[ENGINE_PROJECTED]};
     if (status == 0)
         status = measure_together(b, contenders, count);
 
     sqlite3_finalize(statement);
-    projection_free(&fields);
+    ejson_field_set_free(fields);
     rql_free(query);
     return status;
 }
@@ -717,10 +742,9 @@ static int run_subscription(bench *b, const subscription *s, measurement results
 static void print_results_table(const bench *b, measurement results[][ENGINE_COUNT], bool wall)
 {
     uint32_t objects = b->options.objects;
-    printf("\n| # | subscription | matches (sqlite / store / parsed / projected) |"
-           " SQLite ns/obj | rql on store ns/obj | ratio | rql on parsed ns/obj | ratio |"
-           " projected (prototype) ns/obj | ratio |\n");
-    printf("|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    printf("\n| # | subscription | matches (sqlite / store / parsed) |"
+           " SQLite ns/obj | rql on store ns/obj | ratio | rql on parsed ns/obj | ratio |\n");
+    printf("|---|---|---|---:|---:|---:|---:|---:|\n");
     for (size_t k = 0; k < SUBSCRIPTION_COUNT; k++) {
         if (!(b->options.queries & (1u << k)))
             continue;
@@ -732,8 +756,6 @@ static void print_results_table(const bench *b, measurement results[][ENGINE_COU
         print_ratio(&r[ENGINE_SQLITE], &r[ENGINE_STORE], wall);
         print_ns(&r[ENGINE_PARSED], objects, wall);
         print_ratio(&r[ENGINE_SQLITE], &r[ENGINE_PARSED], wall);
-        print_ns(&r[ENGINE_PROJECTED], objects, wall);
-        print_ratio(&r[ENGINE_SQLITE], &r[ENGINE_PROJECTED], wall);
         printf("\n");
     }
 }
@@ -766,14 +788,23 @@ static int run_subscriptions(bench *b, bool *all_agree)
  * and parsing, with no predicate at all. */
 static int run_breakdown(bench *b)
 {
-    enum { STEPS = 4 };
+    enum { STEPS = 6 };
     static const char *const names[STEPS] = {
-        "store scan (LMDB walk, id decode)",
-        "store scan + ejson_parse + json_decref",
+        "store scan (LMDB walk, ids not decoded)",
+        "store scan decoding every id",
+        "store scan + ejson_parse_fields of no field (checking every text)",
+        "store scan + ejson_parse + json_decref (the whole document)",
         "sqlite scan: count(*) WHERE length(body) > 0",
         "sqlite parse: count(*) WHERE json_valid(body)",
     };
-    store_run scan = {.work = WALK_SCAN}, parse = {.work = WALK_PARSE};
+    ejson_field_set *no_fields = ejson_field_set_new();
+    if (no_fields == NULL) {
+        fprintf(stderr, "query_bench: out of memory\n");
+        return -1;
+    }
+    store_run scan = {.work = WALK_SCAN}, scan_ids = {.work = WALK_SCAN, .decode_ids = true};
+    store_run check = {.work = WALK_PARSE_FIELDS, .fields = no_fields};
+    store_run parse = {.work = WALK_PARSE};
     sqlite3_stmt *length_statement = NULL, *valid_statement = NULL;
     measurement results[STEPS] = {{0}};
     int status = prepare_sqlite(b, "length(body) > 0", &length_statement);
@@ -782,14 +813,17 @@ static int run_breakdown(bench *b)
     if (status == 0) {
         contender contenders[STEPS] = {
             {run_store, &scan, &results[0]},
-            {run_store, &parse, &results[1]},
-            {run_sqlite, length_statement, &results[2]},
-            {run_sqlite, valid_statement, &results[3]},
+            {run_store, &scan_ids, &results[1]},
+            {run_store, &check, &results[2]},
+            {run_store, &parse, &results[3]},
+            {run_sqlite, length_statement, &results[4]},
+            {run_sqlite, valid_statement, &results[5]},
         };
         status = measure_together(b, contenders, STEPS);
     }
     sqlite3_finalize(length_statement);
     sqlite3_finalize(valid_statement);
+    ejson_field_set_free(no_fields);
     if (status != 0)
         return -1;
     uint32_t objects = b->options.objects;
@@ -832,7 +866,7 @@ static void usage(FILE *to)
 {
     fprintf(to,
             "usage: query_bench [--objects N] [--rounds N] [--dir DIR] [--keep]\n"
-            "                   [--measure sqlite,store,parsed,projected,breakdown]\n"
+            "                   [--measure sqlite,store,parsed,breakdown]\n"
             "                   [--queries 1,2,...]\n"
             "  --objects N   documents stored (default %u, at most %" PRIu32 ")\n"
             "  --rounds N    timed runs per measurement, median reported (default %u)\n"
@@ -876,8 +910,7 @@ static bool parse_list(char *text, const char *const *names, size_t name_count, 
 
 static int parse_options(int argc, char **argv, options *o)
 {
-    static const char *const measure_names[] = {"sqlite", "store", "parsed", "breakdown",
-                                                "projected"};
+    static const char *const measure_names[] = {"sqlite", "store", "parsed", "breakdown"};
     static const struct option long_options[] = {
         {"objects", required_argument, NULL, 'n'}, {"rounds", required_argument, NULL, 'r'},
         {"dir", required_argument, NULL, 'd'},     {"keep", no_argument, NULL, 'k'},
@@ -912,7 +945,7 @@ static int parse_options(int argc, char **argv, options *o)
             o->keep = true;
             break;
         case 'm':
-            if (!parse_list(optarg, measure_names, 5, &o->measure))
+            if (!parse_list(optarg, measure_names, 4, &o->measure))
                 goto invalid;
             break;
         case 'q':

@@ -16,6 +16,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "realmfs/ejson.h"
+
 typedef struct rql_query rql_query;
 
 typedef struct rql_error {
@@ -54,6 +56,15 @@ bool rql_matches(const rql_query *query, const json_t *document);
  */
 int rql_visit_fields(const rql_query *query, int (*visit)(const char *path, void *context),
                      void *context);
+
+/*
+ * Add to fields the top-level field of every path the query reads.  A query
+ * reads nothing else, so it matches the document ejson_parse_fields gives
+ * with these fields exactly when it matches the whole document, and reading
+ * only them is much cheaper.  Several queries may add to one set.
+ * Returns 0, or -ENOMEM (the set then holds some of the fields).
+ */
+int rql_add_fields(const rql_query *query, ejson_field_set *fields);
 
 /*
  * The canonical text of the query: keywords in upper case, parameters

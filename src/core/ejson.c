@@ -465,29 +465,36 @@ static bool decode_uuid(const char *s, const path *p, ejson_error *error, ejson_
 typedef bool string_wrapper_decoder(const char *s, const path *p, ejson_error *error,
                                     ejson_scalar *scalar);
 
-/* The decoder of a wrapper whose member is a string, or NULL when key is
- * not one of them ($binary and $type are not: their members are documents
- * or come in pairs). */
-static string_wrapper_decoder *string_wrapper_decoder_of(const char *key)
+/* The decoder of a wrapper whose member is a string, or NULL when key (of
+ * length bytes) is not one of them ($binary and $type are not: their
+ * members are documents or come in pairs). */
+static string_wrapper_decoder *string_wrapper_decoder_of(const char *key, size_t length)
 {
+#define DECODER(key, decode) {key, sizeof key - 1, decode}
     static const struct {
         const char *key;
+        size_t length;
         string_wrapper_decoder *decode;
     } decoders[] = {
-        {"$oid", decode_object_id},           {"$date", decode_iso_date},
-        {"$numberLong", decode_number_long},   {"$numberInt", decode_number_int},
-        {"$numberDouble", decode_number_double}, {"$numberDecimal", decode_number_decimal},
-        {"$uuid", decode_uuid},
+        DECODER("$oid", decode_object_id),
+        DECODER("$date", decode_iso_date),
+        DECODER("$numberLong", decode_number_long),
+        DECODER("$numberInt", decode_number_int),
+        DECODER("$numberDouble", decode_number_double),
+        DECODER("$numberDecimal", decode_number_decimal),
+        DECODER("$uuid", decode_uuid),
     };
+#undef DECODER
     for (size_t i = 0; i < sizeof decoders / sizeof decoders[0]; i++)
-        if (strcmp(key, decoders[i].key) == 0)
+        if (length == decoders[i].length && memcmp(key, decoders[i].key, length) == 0)
             return decoders[i].decode;
     return NULL;
 }
 
-bool ejson_decode_string_wrapper(const char *key, const char *text, ejson_scalar *scalar)
+bool ejson_decode_string_wrapper(const char *key, size_t key_length, const char *text,
+                                 ejson_scalar *scalar)
 {
-    string_wrapper_decoder *decode = string_wrapper_decoder_of(key);
+    string_wrapper_decoder *decode = string_wrapper_decoder_of(key, key_length);
     return decode != NULL && decode(text, NULL, NULL, scalar);
 }
 
@@ -548,7 +555,7 @@ static json_t *normalize_wrapper(const json_t *raw, const char *key, const path 
         return normalize_binary(b64, type, p, error);
     }
 
-    string_wrapper_decoder *decode = string_wrapper_decoder_of(key);
+    string_wrapper_decoder *decode = string_wrapper_decoder_of(key, strlen(key));
     if (!decode && strcmp(key, "$binary") != 0) {
         set_error(error, p, "unsupported Extended JSON type %.60s", key);
         return NULL;

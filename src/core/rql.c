@@ -83,11 +83,19 @@ typedef struct rql_path {
     rql_path_component components[];
 } rql_path;
 
+/* A string literal of a [c] comparison, case-folded once when the query is
+ * parsed, so that matching folds only the document's side. */
+typedef struct rql_folded_literal {
+    size_t count;
+    uint32_t code_points[]; /* each already folded */
+} rql_folded_literal;
+
 /* Exactly one of path and literal is set, except for the unused right
  * operand of IN and BETWEEN, which has neither. */
 typedef struct rql_operand {
-    const rql_path *path; /* owned by the query, shared between operands */
-    json_t *literal;      /* owned */
+    const rql_path *path;         /* owned by the query, shared between operands */
+    json_t *literal;              /* owned */
+    rql_folded_literal *folded;   /* owned; set for a string literal of a [c] comparison */
     rql_quantifier quantifier;
 } rql_operand;
 
@@ -144,6 +152,8 @@ static void rql_free_node(rql_node *node)
     case RQL_NODE_COMPARISON:
         json_decref(node->comparison.left.literal);
         json_decref(node->comparison.right.literal);
+        free(node->comparison.left.folded);
+        free(node->comparison.right.folded);
         json_decref(node->comparison.list);
         break;
     case RQL_NODE_TRUE:
@@ -283,17 +293,62 @@ static uint32_t rql_fold_case(uint32_t code_point)
     return code_point;
 }
 
-/* Whether text starts with prefix, ignoring case.  On success *consumed is
- * how many bytes of text matched: folding may change byte lengths. */
-static bool rql_folded_prefix(rql_text text, rql_text prefix, size_t *consumed)
+/* The code point at *offset of text, advancing past it; case-folded when
+ * fold is set. */
+static uint32_t rql_next_char(rql_text text, size_t *offset, bool fold)
 {
-    size_t text_offset = 0, prefix_offset = 0;
-    while (prefix_offset < prefix.length) {
-        if (text_offset == text.length)
-            return false;
-        uint32_t text_char = rql_fold_case(rql_next_code_point(text, &text_offset));
-        uint32_t prefix_char = rql_fold_case(rql_next_code_point(prefix, &prefix_offset));
-        if (text_char != prefix_char)
+    uint32_t code_point = rql_next_code_point(text, offset);
+    return fold ? rql_fold_case(code_point) : code_point;
+}
+
+/*
+ * What a string operator looks for in the text (the needle of CONTAINS, the
+ * pattern of LIKE, ...), read one code point at a time: from a literal's
+ * code points folded at parse time, or from a string of the document,
+ * decoded (and folded, for [c]) as it is read.  Copying a needle saves its
+ * position.
+ */
+typedef struct rql_needle {
+    const rql_folded_literal *folded; /* when set, text and fold are unused */
+    rql_text text;
+    bool fold;
+    size_t offset; /* index into folded->code_points, or byte offset in text */
+} rql_needle;
+
+static bool rql_needle_at_end(const rql_needle *needle)
+{
+    return needle->folded ? needle->offset == needle->folded->count
+                          : needle->offset == needle->text.length;
+}
+
+/* The next code point; the needle must not be at its end. */
+static uint32_t rql_needle_next(rql_needle *needle)
+{
+    if (needle->folded)
+        return needle->folded->code_points[needle->offset++];
+    return rql_next_char(needle->text, &needle->offset, needle->fold);
+}
+
+static uint32_t rql_needle_peek(const rql_needle *needle)
+{
+    rql_needle ahead = *needle;
+    return rql_needle_next(&ahead);
+}
+
+static size_t rql_needle_count(const rql_needle *needle)
+{
+    return needle->folded ? needle->folded->count : rql_count_code_points(needle->text);
+}
+
+/* Whether text starts with what is left of needle, ignoring case.  On
+ * success *consumed is how many bytes of text matched: folding may change
+ * byte lengths. */
+static bool rql_folded_prefix(rql_text text, rql_needle needle, size_t *consumed)
+{
+    size_t text_offset = 0;
+    while (!rql_needle_at_end(&needle)) {
+        if (text_offset == text.length ||
+            rql_next_char(text, &text_offset, true) != rql_needle_next(&needle))
             return false;
     }
     *consumed = text_offset;
@@ -303,29 +358,31 @@ static bool rql_folded_prefix(rql_text text, rql_text prefix, size_t *consumed)
 /* ======================================================================== */
 /* String operators                                                          */
 
-static bool rql_string_equal_ignoring_case(rql_text text, rql_text other)
+static bool rql_string_equal_ignoring_case(rql_text text, rql_needle other)
 {
     size_t consumed;
     return rql_folded_prefix(text, other, &consumed) && consumed == text.length;
 }
 
-static bool rql_string_begins_with(rql_text text, rql_text prefix, bool ignore_case)
+static bool rql_string_begins_with(rql_text text, rql_needle prefix, bool ignore_case)
 {
     size_t consumed;
     if (ignore_case)
         return rql_folded_prefix(text, prefix, &consumed);
-    return prefix.length <= text.length && memcmp(text.bytes, prefix.bytes, prefix.length) == 0;
+    return prefix.text.length <= text.length &&
+           memcmp(text.bytes, prefix.text.bytes, prefix.text.length) == 0;
 }
 
 /* Folding keeps the number of code points, so the suffix can only start
  * that many code points before the end. */
-static bool rql_string_ends_with(rql_text text, rql_text suffix, bool ignore_case)
+static bool rql_string_ends_with(rql_text text, rql_needle suffix, bool ignore_case)
 {
     if (!ignore_case)
-        return suffix.length <= text.length &&
-               memcmp(text.bytes + text.length - suffix.length, suffix.bytes, suffix.length) == 0;
+        return suffix.text.length <= text.length &&
+               memcmp(text.bytes + text.length - suffix.text.length, suffix.text.bytes,
+                      suffix.text.length) == 0;
     size_t text_count = rql_count_code_points(text);
-    size_t suffix_count = rql_count_code_points(suffix);
+    size_t suffix_count = rql_needle_count(&suffix);
     if (suffix_count > text_count)
         return false;
     size_t offset = 0;
@@ -334,42 +391,55 @@ static bool rql_string_ends_with(rql_text text, rql_text suffix, bool ignore_cas
     return rql_string_equal_ignoring_case(rql_text_tail(text, offset), suffix);
 }
 
-static bool rql_string_contains(rql_text text, rql_text needle, bool ignore_case)
+/* A folded comparison starts only where the text's folded character equals
+ * the needle's first one, and the text is decoded and folded once on the
+ * way: the search costs about one fold per character of text. */
+static bool rql_string_contains_ignoring_case(rql_text text, rql_needle needle)
 {
-    if (needle.length == 0)
+    if (rql_needle_at_end(&needle))
         return true;
-    if (!ignore_case)
-        return memmem(text.bytes, text.length, needle.bytes, needle.length) != NULL;
+    uint32_t first = rql_needle_next(&needle);
     size_t offset = 0, consumed;
     while (offset < text.length) {
-        if (rql_folded_prefix(rql_text_tail(text, offset), needle, &consumed))
+        if (rql_next_char(text, &offset, true) == first &&
+            rql_folded_prefix(rql_text_tail(text, offset), needle, &consumed))
             return true;
-        rql_next_code_point(text, &offset);
     }
     return false;
 }
 
-/* Match one pattern element that is not '*' (a character, "\x" standing for
- * x itself, or '?') against one character of text, advancing both offsets
- * only on success. */
-static bool rql_like_step(rql_text text, size_t *text_offset, rql_text pattern,
-                          size_t *pattern_offset, bool ignore_case)
+static bool rql_string_contains(rql_text text, rql_needle needle, bool ignore_case)
 {
-    size_t text_next = *text_offset, pattern_next = *pattern_offset;
-    uint32_t text_char = rql_next_code_point(text, &text_next);
-    if (pattern.bytes[pattern_next] == '?') {
-        pattern_next++;
-    } else {
-        if (pattern.bytes[pattern_next] == '\\' && pattern_next + 1 < pattern.length)
-            pattern_next++;
-        uint32_t pattern_char = rql_next_code_point(pattern, &pattern_next);
-        if (ignore_case ? rql_fold_case(text_char) != rql_fold_case(pattern_char)
-                        : text_char != pattern_char)
+    if (ignore_case)
+        return rql_string_contains_ignoring_case(text, needle);
+    return needle.text.length == 0 ||
+           memmem(text.bytes, text.length, needle.text.bytes, needle.text.length) != NULL;
+}
+
+/* Match one pattern element that is not '*' (a character, "\x" standing for
+ * x itself, or '?') against one character of text, advancing both only on
+ * success.  A [c] pattern reads folded, and so is the text then. */
+static bool rql_like_step(rql_text text, size_t *text_offset, rql_needle *pattern,
+                          bool ignore_case)
+{
+    size_t text_next = *text_offset;
+    uint32_t text_char = rql_next_char(text, &text_next, ignore_case);
+    rql_needle pattern_next = *pattern;
+    uint32_t pattern_char = rql_needle_next(&pattern_next);
+    if (pattern_char != '?') {
+        if (pattern_char == '\\' && !rql_needle_at_end(&pattern_next))
+            pattern_char = rql_needle_next(&pattern_next);
+        if (text_char != pattern_char)
             return false;
     }
     *text_offset = text_next;
-    *pattern_offset = pattern_next;
+    *pattern = pattern_next;
     return true;
+}
+
+static bool rql_like_at_star(const rql_needle *pattern)
+{
+    return !rql_needle_at_end(pattern) && rql_needle_peek(pattern) == '*';
 }
 
 /* Wildcard matching: '*' is any run of characters, '?' exactly one, and a
@@ -377,41 +447,66 @@ static bool rql_like_step(rql_text text, size_t *text_offset, rql_text pattern,
  * most recent '*' swallows one more character and matching resumes after
  * it, which is enough for patterns made only of '*' and single characters
  * and keeps the cost at O(text * pattern) without recursion. */
-static bool rql_string_like(rql_text text, rql_text pattern, bool ignore_case)
+static bool rql_string_like(rql_text text, rql_needle pattern, bool ignore_case)
 {
-    size_t text_offset = 0, pattern_offset = 0;
+    size_t text_offset = 0;
     bool seen_star = false;
-    size_t after_star = 0, star_text_offset = 0;
+    rql_needle after_star = pattern;
+    size_t star_text_offset = 0;
     while (text_offset < text.length) {
-        if (pattern_offset < pattern.length && pattern.bytes[pattern_offset] == '*') {
+        if (rql_like_at_star(&pattern)) {
             seen_star = true;
-            after_star = ++pattern_offset;
+            rql_needle_next(&pattern);
+            after_star = pattern;
             star_text_offset = text_offset;
             continue;
         }
-        if (pattern_offset < pattern.length &&
-            rql_like_step(text, &text_offset, pattern, &pattern_offset, ignore_case))
+        if (!rql_needle_at_end(&pattern) &&
+            rql_like_step(text, &text_offset, &pattern, ignore_case))
             continue;
         if (!seen_star)
             return false;
         rql_next_code_point(text, &star_text_offset);
         text_offset = star_text_offset;
-        pattern_offset = after_star;
+        pattern = after_star;
     }
-    while (pattern_offset < pattern.length && pattern.bytes[pattern_offset] == '*')
-        pattern_offset++;
-    return pattern_offset == pattern.length;
+    while (rql_like_at_star(&pattern))
+        rql_needle_next(&pattern);
+    return rql_needle_at_end(&pattern);
 }
 
 /* ======================================================================== */
 /* Matching                                                                  */
 
-static bool rql_values_equal(const json_t *left, const json_t *right, bool ignore_case)
+/* The needle for value, a string on one side of the comparison: the
+ * literal's folded code points when value is the literal folded at parse
+ * time. */
+static rql_needle rql_needle_of(const rql_comparison *comparison, const json_t *value)
+{
+    if (value == comparison->right.literal && comparison->right.folded)
+        return (rql_needle){.folded = comparison->right.folded};
+    if (value == comparison->left.literal && comparison->left.folded)
+        return (rql_needle){.folded = comparison->left.folded};
+    return (rql_needle){.text = rql_text_of(value), .fold = comparison->case_insensitive};
+}
+
+static bool rql_values_identical(const json_t *left, const json_t *right)
 {
     int order;
-    if (ignore_case && json_is_string(left) && json_is_string(right))
-        return rql_string_equal_ignoring_case(rql_text_of(left), rql_text_of(right));
     return value_compare(left, right, &order) && order == 0;
+}
+
+/* Equality ignoring case is symmetric, so a literal folded at parse time
+ * serves on either side. */
+static bool rql_values_equal(const rql_comparison *comparison, const json_t *left,
+                             const json_t *right)
+{
+    if (!comparison->case_insensitive || !json_is_string(left) || !json_is_string(right))
+        return rql_values_identical(left, right);
+    if (left == comparison->left.literal && comparison->left.folded)
+        return rql_string_equal_ignoring_case(rql_text_of(right),
+                                              rql_needle_of(comparison, left));
+    return rql_string_equal_ignoring_case(rql_text_of(left), rql_needle_of(comparison, right));
 }
 
 static bool rql_values_ordered(const json_t *left, const json_t *right, rql_relation relation)
@@ -431,13 +526,15 @@ static bool rql_values_ordered(const json_t *left, const json_t *right, rql_rela
     }
 }
 
-static bool rql_strings_match(rql_relation relation, const json_t *left, const json_t *right,
-                              bool ignore_case)
+static bool rql_strings_match(const rql_comparison *comparison, const json_t *left,
+                              const json_t *right)
 {
     if (!json_is_string(left) || !json_is_string(right))
         return false;
-    rql_text text = rql_text_of(left), operand = rql_text_of(right);
-    switch (relation) {
+    rql_text text = rql_text_of(left);
+    rql_needle operand = rql_needle_of(comparison, right);
+    bool ignore_case = comparison->case_insensitive;
+    switch (comparison->relation) {
     case RQL_RELATION_BEGINS_WITH:
         return rql_string_begins_with(text, operand, ignore_case);
     case RQL_RELATION_ENDS_WITH:
@@ -454,7 +551,7 @@ static bool rql_value_in_list(const json_t *value, const json_t *list)
     size_t index;
     json_t *element;
     json_array_foreach(list, index, element) {
-        if (rql_values_equal(value, element, false))
+        if (rql_values_identical(value, element))
             return true;
     }
     return false;
@@ -474,9 +571,9 @@ static bool rql_test_values(const rql_comparison *comparison, const json_t *left
 {
     switch (comparison->relation) {
     case RQL_RELATION_EQUAL:
-        return rql_values_equal(left, right, comparison->case_insensitive);
+        return rql_values_equal(comparison, left, right);
     case RQL_RELATION_NOT_EQUAL:
-        return !rql_values_equal(left, right, comparison->case_insensitive);
+        return !rql_values_equal(comparison, left, right);
     case RQL_RELATION_LESS:
     case RQL_RELATION_LESS_EQUAL:
     case RQL_RELATION_GREATER:
@@ -486,7 +583,7 @@ static bool rql_test_values(const rql_comparison *comparison, const json_t *left
     case RQL_RELATION_ENDS_WITH:
     case RQL_RELATION_CONTAINS:
     case RQL_RELATION_LIKE:
-        return rql_strings_match(comparison->relation, left, right, comparison->case_insensitive);
+        return rql_strings_match(comparison, left, right);
     case RQL_RELATION_IN:
         return rql_value_in_list(left, comparison->list);
     case RQL_RELATION_BETWEEN:
@@ -583,6 +680,16 @@ int rql_visit_fields(const rql_query *query, int (*visit)(const char *path, void
 {
     for (size_t index = 0; index < query->path_count; index++) {
         int result = visit(query->paths[index]->text, context);
+        if (result != 0)
+            return result;
+    }
+    return 0;
+}
+
+int rql_add_fields(const rql_query *query, ejson_field_set *fields)
+{
+    for (size_t index = 0; index < query->path_count; index++) {
+        int result = ejson_field_set_add_path(fields, query->paths[index]->text);
         if (result != 0)
             return result;
     }
@@ -1958,6 +2065,27 @@ static bool rql_check_comparison(rql_parser *parser, const rql_comparison *compa
     return true;
 }
 
+/* The string literal of operand case-folded into operand->folded, for a
+ * [c] comparison. */
+static bool rql_fold_literal(rql_parser *parser, rql_operand *operand)
+{
+    if (!json_is_string(operand->literal))
+        return true;
+    rql_text text = rql_text_of(operand->literal);
+    size_t count = rql_count_code_points(text);
+    operand->folded =
+        malloc(sizeof *operand->folded + count * sizeof operand->folded->code_points[0]);
+    if (!operand->folded) {
+        rql_fail_out_of_memory(parser);
+        return false;
+    }
+    operand->folded->count = count;
+    size_t offset = 0;
+    for (size_t index = 0; index < count; index++)
+        operand->folded->code_points[index] = rql_next_char(text, &offset, true);
+    return true;
+}
+
 static rql_node *rql_parse_comparison(rql_parser *parser)
 {
     size_t position = parser->token.position;
@@ -1967,7 +2095,9 @@ static rql_node *rql_parse_comparison(rql_parser *parser)
     rql_comparison *comparison = &node->comparison;
     if (!rql_parse_operand(parser, &comparison->left) ||
         !rql_parse_relation(parser, comparison) || !rql_parse_right_side(parser, comparison) ||
-        !rql_check_comparison(parser, comparison, position)) {
+        !rql_check_comparison(parser, comparison, position) ||
+        (comparison->case_insensitive && (!rql_fold_literal(parser, &comparison->left) ||
+                                          !rql_fold_literal(parser, &comparison->right)))) {
         rql_free_node(node);
         return NULL;
     }

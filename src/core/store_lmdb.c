@@ -681,6 +681,7 @@ static int rename_object(const store_call *call, const json_t *old_id, const jso
 typedef struct scan_state {
     const object_key *start;
     bool skip_start;
+    bool decode_ids; /* fill in each view's id before the visit */
     int (*visit)(const store_object_view *object, void *context);
     void *context;
 } scan_state;
@@ -696,11 +697,14 @@ static int visit_object(const store_call *call, const MDB_val *key, const MDB_va
     if (result != 0)
         return result;
     size_t prefix_size = scan->start->collection_prefix_size;
-    json_t *id;
-    result = decode_id(call, (const uint8_t *)key->mv_data + prefix_size,
-                       key->mv_size - prefix_size, &id);
-    if (result != 0)
-        return result;
+    view.stored_id = (const uint8_t *)key->mv_data + prefix_size;
+    view.stored_id_size = key->mv_size - prefix_size;
+    json_t *id = NULL;
+    if (scan->decode_ids) {
+        result = decode_id(call, view.stored_id, view.stored_id_size, &id);
+        if (result != 0)
+            return result;
+    }
     view.id = id;
     result = scan->visit(&view, scan->context);
     json_decref(id);
@@ -708,6 +712,7 @@ static int visit_object(const store_call *call, const MDB_val *key, const MDB_va
 }
 
 static int scan_objects(const store_call *call, const json_t *start, bool skip_start,
+                        bool decode_ids,
                         int (*visit)(const store_object_view *object, void *context),
                         void *context)
 {
@@ -724,6 +729,7 @@ static int scan_objects(const store_call *call, const json_t *start, bool skip_s
     scan_state scan = {
         .start = &start_key,
         .skip_start = start != NULL && skip_start,
+        .decode_ids = decode_ids,
         .visit = visit,
         .context = context,
     };
@@ -1071,7 +1077,29 @@ int store_scan_objects(store *store, const char *collection, const json_t *start
     int result = begin_call(&call, READ, ONE_COLLECTION);
     if (result != 0)
         return result;
-    return finish_call(&call, scan_objects(&call, start, skip_start, visit, context));
+    return finish_call(&call, scan_objects(&call, start, skip_start, true, visit, context));
+}
+
+int store_scan_object_texts(store *store, const char *collection, const json_t *start,
+                            bool skip_start,
+                            int (*visit)(const store_object_view *object, void *context),
+                            void *context)
+{
+    store_call call = { .store = store, .operation = "scan objects", .collection = collection };
+    int result = begin_call(&call, READ, ONE_COLLECTION);
+    if (result != 0)
+        return result;
+    return finish_call(&call, scan_objects(&call, start, skip_start, false, visit, context));
+}
+
+int store_object_view_id(const store_object_view *object, json_t **id)
+{
+    if (object->id != NULL) {
+        *id = json_incref((json_t *)object->id);
+        return 0;
+    }
+    store_call call = { .operation = "decode object id" };
+    return decode_id(&call, object->stored_id, object->stored_id_size, id);
 }
 
 int store_get_schema(store *store, const char *collection, char **text, size_t *size)

@@ -226,14 +226,15 @@ static int command_status(int argc, char **argv)
            (long long)json_integer_value(json_object_get(status, "pid")),
            json_string_value(json_object_get(status, "version")),
            json_string_value(json_object_get(status, "mounted_at")));
-    printf("store:       %s, %lld objects\n", size_text,
-           (long long)json_integer_value(json_object_get(status, "objects")));
+    long long objects = (long long)json_integer_value(json_object_get(status, "objects"));
+    printf("store:       %s, %lld object%s\n", size_text, objects, objects == 1 ? "" : "s");
     size_t index;
     json_t *collection;
     json_array_foreach(json_object_get(status, "collections"), index, collection) {
-        printf("%-12s %s: %lld objects%s\n", index == 0 ? "collections:" : "",
-               json_string_value(json_object_get(collection, "name")),
-               (long long)json_integer_value(json_object_get(collection, "objects")),
+        long long count = (long long)json_integer_value(json_object_get(collection, "objects"));
+        printf("%-12s %s: %lld object%s%s\n", index == 0 ? "collections:" : "",
+               json_string_value(json_object_get(collection, "name")), count,
+               count == 1 ? "" : "s",
                json_is_true(json_object_get(collection, "schema")) ? ", with schema" : "");
     }
     long long errors = (long long)json_integer_value(json_object_get(status, "errors"));

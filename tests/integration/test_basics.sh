@@ -484,7 +484,7 @@ status_command_prints_summary() {
   grep -qxF "mount:       $M (local, no server)" <<<"$text"
   grep -qxF "data:        $TEST_ROOT/basics.data" <<<"$text"
   grep -qE "^daemon:      pid $(daemon_pid "$M"), realmfs [0-9.]+, mounted " <<<"$text"
-  grep -qE '^ *Summary: 1 objects$' <<<"$text" || { echo "no Summary line in:"; echo "$text"; return 1; }
+  grep -qE '^ *Summary: 1 object$' <<<"$text" || { echo "no Summary line in:"; echo "$text"; return 1; }
   assert_equal "$(jq -c 'del(.errors, .store)' "$M/.realmfs/status")" \
     "$("$REALMFS" status --json "$M" | jq -c 'del(.errors, .store)')" "status --json"
 }

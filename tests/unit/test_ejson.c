@@ -535,77 +535,81 @@ END_TEST
 
 /* ---- Property: format(parse(format(v))) == format(v) for random values. */
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15u;
+/* A seeded xorshift generator, so that every run tests the same values. */
+typedef struct random_source {
+    uint64_t state;
+} random_source;
 
-static uint64_t rng(void)
+static uint64_t rng(random_source *random)
 {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
+    random->state ^= random->state << 13;
+    random->state ^= random->state >> 7;
+    random->state ^= random->state << 17;
+    return random->state;
 }
 
-static json_t *random_string(bool key)
+static json_t *random_string(random_source *random, bool key)
 {
     static const char *const pieces[] = {"a", "Z", "0", " ", ".", "\"", "\\", "/", "\n", "\t",
                                          "\x01", "\x1f", "\x7f", "\xc3\xa9", "\xe2\x82\xac",
                                          "\xf0\x9f\x98\x80", "$"};
     char text[64];
     size_t len = 0;
-    size_t n = rng() % 8;
+    size_t n = rng(random) % 8;
     for (size_t i = 0; i < n; i++) {
-        const char *piece = pieces[rng() % (sizeof pieces / sizeof pieces[0])];
+        const char *piece = pieces[rng(random) % (sizeof pieces / sizeof pieces[0])];
         memcpy(text + len, piece, strlen(piece));
         len += strlen(piece);
     }
-    if (!key && rng() % 4 == 0)
+    if (!key && rng(random) % 4 == 0)
         text[len++] = '\0';     /* strings may hold NUL */
     if (key && len > 0 && text[0] == '$')
         text[0] = '_';
     return json_stringn(text, len);
 }
 
-static json_t *random_value(int depth)
+static json_t *random_value(random_source *random, int depth)
 {
     uint8_t bytes[20];
     for (size_t i = 0; i < sizeof bytes; i++)
-        bytes[i] = (uint8_t)rng();
-    switch (rng() % (depth > 3 ? 12 : 14)) {
+        bytes[i] = (uint8_t)rng(random);
+    switch (rng(random) % (depth > 3 ? 12 : 14)) {
     case 0: return json_null();
-    case 1: return json_boolean(rng() & 1);
-    case 2: return json_integer((json_int_t)rng());
-    case 3: return json_integer((json_int_t)(rng() % 2001) - 1000);
+    case 1: return json_boolean(rng(random) & 1);
+    case 2: return json_integer((json_int_t)rng(random));
+    case 3: return json_integer((json_int_t)(rng(random) % 2001) - 1000);
     case 4: {
-        uint64_t bits = rng();
+        uint64_t bits = rng(random);
         double d;
         memcpy(&d, &bits, sizeof d);
         return value_new_double(d);
     }
-    case 5: return json_real((double)(int64_t)(rng() % 100000) / 64.0);
-    case 6: return random_string(false);
+    case 5: return json_real((double)(int64_t)(rng(random) % 100000) / 64.0);
+    case 6: return random_string(random, false);
     case 7: return value_new_object_id(bytes);
-    case 8: return value_new_date(rng() % 3 ? (int64_t)(rng() % INT64_C(300000000000000)) - INT64_C(10000000000)
-                                           : (int64_t)rng());
+    case 8: return value_new_date(rng(random) % 3
+                                      ? (int64_t)(rng(random) % INT64_C(300000000000000)) - INT64_C(10000000000)
+                                      : (int64_t)rng(random));
     case 9: return value_new_uuid(bytes);
-    case 10: return value_new_binary(bytes, rng() % 20, (uint8_t)(rng() % 6 ? rng() % 8 : 0x80));
+    case 10: return value_new_binary(bytes, rng(random) % 20, (uint8_t)(rng(random) % 6 ? rng(random) % 8 : 0x80));
     case 11: {
         static const char *const decimals[] = {"0", "-0", "1.50", "-1E+3", "1e-6176", ".5", "5.",
                                                "+7", "Infinity", "-Infinity", "NaN",
                                                "1234567890123456789012345678901234"};
-        return value_new_decimal(decimals[rng() % (sizeof decimals / sizeof decimals[0])]);
+        return value_new_decimal(decimals[rng(random) % (sizeof decimals / sizeof decimals[0])]);
     }
     case 12: {
         json_t *a = json_array();
-        for (size_t n = rng() % 5; n > 0; n--)
-            json_array_append_new(a, random_value(depth + 1));
+        for (size_t n = rng(random) % 5; n > 0; n--)
+            json_array_append_new(a, random_value(random, depth + 1));
         return a;
     }
     default: {
         json_t *o = json_object();
-        for (size_t n = rng() % 5; n > 0; n--) {
-            json_t *k = random_string(true);
+        for (size_t n = rng(random) % 5; n > 0; n--) {
+            json_t *k = random_string(random, true);
             json_object_setn_new(o, json_string_value(k), json_string_length(k),
-                                 random_value(depth + 1));
+                                 random_value(random, depth + 1));
             json_decref(k);
         }
         return o;
@@ -615,11 +619,12 @@ static json_t *random_value(int depth)
 
 START_TEST(test_random_round_trips)
 {
+    random_source source = {0x9e3779b97f4a7c15u}, *random = &source;
     for (int round = 0; round < 2000; round++) {
         json_t *doc = json_object();
-        for (size_t n = rng() % 6; n > 0; n--) {
-            json_t *k = random_string(true);
-            json_object_setn_new(doc, json_string_value(k), json_string_length(k), random_value(0));
+        for (size_t n = rng(random) % 6; n > 0; n--) {
+            json_t *k = random_string(random, true);
+            json_object_setn_new(doc, json_string_value(k), json_string_length(k), random_value(random, 0));
             json_decref(k);
         }
         char *p = pretty(doc);
@@ -653,6 +658,548 @@ START_TEST(test_random_round_trips)
 }
 END_TEST
 
+/* ---- ejson_parse_fields: ejson_parse, then only the selected fields. */
+
+/* Whether a and b are the same tree: the same jansson types, numbers equal
+ * bit for bit, the same keys in the same order. */
+static bool same_tree(const json_t *a, const json_t *b)
+{
+    if (json_typeof(a) != json_typeof(b))
+        return false;
+    switch (json_typeof(a)) {
+    case JSON_INTEGER:
+        return json_integer_value(a) == json_integer_value(b);
+    case JSON_REAL: {
+        double x = json_real_value(a), y = json_real_value(b);
+        return memcmp(&x, &y, sizeof x) == 0;
+    }
+    case JSON_STRING:
+        return json_string_length(a) == json_string_length(b) &&
+               memcmp(json_string_value(a), json_string_value(b), json_string_length(a)) == 0;
+    case JSON_ARRAY:
+        if (json_array_size(a) != json_array_size(b))
+            return false;
+        for (size_t i = 0; i < json_array_size(a); i++)
+            if (!same_tree(json_array_get(a, i), json_array_get(b, i)))
+                return false;
+        return true;
+    case JSON_OBJECT: {
+        if (json_object_size(a) != json_object_size(b))
+            return false;
+        void *in_a = json_object_iter((json_t *)a), *in_b = json_object_iter((json_t *)b);
+        for (; in_a && in_b; in_a = json_object_iter_next((json_t *)a, in_a),
+                             in_b = json_object_iter_next((json_t *)b, in_b)) {
+            size_t length = json_object_iter_key_len(in_a);
+            if (length != json_object_iter_key_len(in_b) ||
+                memcmp(json_object_iter_key(in_a), json_object_iter_key(in_b), length) != 0 ||
+                !same_tree(json_object_iter_value(in_a), json_object_iter_value(in_b)))
+                return false;
+        }
+        return true;
+    }
+    default:
+        return true;
+    }
+}
+
+static ejson_field_set *field_set_of(const char *const *paths, size_t count)
+{
+    ejson_field_set *fields = ejson_field_set_new();
+    ck_assert_ptr_nonnull(fields);
+    for (size_t i = 0; i < count; i++)
+        ck_assert_int_eq(ejson_field_set_add_path(fields, paths[i]), 0);
+    return fields;
+}
+
+/* The document with only the top-level fields of paths, worked out here
+ * rather than by the code under test. */
+static json_t *projection_of(const json_t *whole, const char *const *paths, size_t count)
+{
+    json_t *kept = json_object();
+    const char *key;
+    size_t key_length;
+    json_t *value;
+    json_object_keylen_foreach((json_t *)whole, key, key_length, value) {
+        for (size_t i = 0; i < count; i++) {
+            if (strcspn(paths[i], ".") == key_length && memcmp(paths[i], key, key_length) == 0) {
+                json_object_setn(kept, key, key_length, value);
+                break;
+            }
+        }
+    }
+    return kept;
+}
+
+/* ejson_parse_fields agrees with ejson_parse on text: the same selected
+ * fields, or the same error, position included. */
+static void expect_fields_like_parse(const char *text, size_t length, const char *const *paths,
+                                     size_t count)
+{
+    ejson_field_set *fields = field_set_of(paths, count);
+    ejson_error whole_error, fields_error;
+    memset(&whole_error, 0x55, sizeof whole_error);
+    memset(&fields_error, 0x33, sizeof fields_error);
+    json_t *whole = ejson_parse(text, length, &whole_error);
+    json_t *got = ejson_parse_fields(text, length, fields, &fields_error);
+    if (!whole) {
+        ck_assert_msg(got == NULL, "accepted what ejson_parse refuses (%s):\n%.*s",
+                      whole_error.message, (int)length, text);
+        ck_assert_msg(strcmp(fields_error.message, whole_error.message) == 0 &&
+                          fields_error.line == whole_error.line &&
+                          fields_error.column == whole_error.column,
+                      "%.*s\n gave  %d:%d %s\n wanted %d:%d %s", (int)length, text,
+                      fields_error.line, fields_error.column, fields_error.message,
+                      whole_error.line, whole_error.column, whole_error.message);
+    } else {
+        ck_assert_msg(got != NULL, "refused (%s) what ejson_parse accepts:\n%.*s",
+                      fields_error.message, (int)length, text);
+        json_t *expected = projection_of(whole, paths, count);
+        if (!same_tree(got, expected)) {
+            char *got_line = line(got), *expected_line = line(expected);
+            ck_abort_msg("%.*s\n gave  %s\n wanted %s", (int)length, text, got_line,
+                         expected_line);
+        }
+        json_decref(expected);
+    }
+    json_decref(got);
+    json_decref(whole);
+    ejson_field_set_free(fields);
+}
+
+static void expect_fields_like_parse_text(const char *text, const char *const *paths,
+                                          size_t count)
+{
+    expect_fields_like_parse(text, strlen(text), paths, count);
+}
+
+/* text with every selection of its fields "a", "b" and "c", and of "x"
+ * (absent from it). */
+static void expect_every_selection_like_parse(const char *text)
+{
+    static const char *const names[] = {"a", "b", "c", "x"};
+    for (unsigned mask = 0; mask < 16; mask++) {
+        const char *paths[4];
+        size_t count = 0;
+        for (size_t i = 0; i < 4; i++)
+            if (mask & (1u << i))
+                paths[count++] = names[i];
+        expect_fields_like_parse_text(text, paths, count);
+    }
+}
+
+START_TEST(test_fields_selects_top_level_fields)
+{
+    const char *text = "{\"_id\": 1, \"a\": {\"b\": [1, {\"c\": \"d\"}]}, \"ab\": 2, \"c\": 3}";
+    const char *paths[] = {"a.b", "a", "a.b.c", "c"};
+    ejson_field_set *fields = field_set_of(paths, 4);
+    ejson_error error;
+    json_t *got = ejson_parse_fields(text, strlen(text), fields, &error);
+    ck_assert_ptr_nonnull(got);
+    char *l = line(got);
+    ck_assert_str_eq(l, "{\"a\": {\"b\": [1, {\"c\": \"d\"}]}, \"c\": 3}");
+    free(l);
+    json_decref(got);
+    ejson_field_set_free(fields);
+
+    /* No fields: an empty document, once the text is known to be valid. */
+    fields = ejson_field_set_new();
+    got = ejson_parse_fields(text, strlen(text), fields, &error);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_uint_eq(json_object_size(got), 0);
+    json_decref(got);
+    ck_assert_ptr_null(ejson_parse_fields("{\"a\": }", 7, fields, &error));
+    ck_assert_int_eq(error.line, 1);
+    ejson_field_set_free(fields);
+    ejson_field_set_free(NULL);
+
+    expect_every_selection_like_parse("{}");
+    expect_every_selection_like_parse("  {\"c\": 1, \"b\": 2, \"a\": 3}\n");
+    expect_every_selection_like_parse("{\n  \"a\": {\n    \"x\": [\n      1,\n      {}\n    ]\n  },\n"
+                                      "  \"b\": [],\n  \"c\": \"\"\n}\n");
+    expect_every_selection_like_parse("{\"a\":[[[]],[{}],{\"b\":{\"c\":[true,false,null]}}],"
+                                      "\"b\":{\"a\":{\"a\":1}},\"c\":[{\"$date\":1}]}");
+    expect_every_selection_like_parse("{\"\": 1, \"a.b\": 2, \"a\": 3}");
+    const char *dotted[] = {"a.b"};
+    expect_fields_like_parse_text("{\"a.b\": 1, \"a\": {\"b\": 2}}", dotted, 1);
+}
+END_TEST
+
+/* Every wrapper form, canonical and relaxed, valid or not. */
+static const char *const wrapper_samples[] = {
+    "{\"$oid\": \"5f3a00000000000000000001\"}",
+    "{\"$oid\": \"5F3A0000000000000000ABCD\"}",
+    "{\"$oid\":\"5f3a0000000000000000000g\"}",
+    "{\"$oid\": \"5f3a00000000000000000001\", \"x\": 1}",
+    "{\"$oid\": 5}",
+    "{\"$oid\": \"5f3a0000000000000000000\\u0000\"}",
+    "{\"$oid\": \"\\u0035f3a00000000000000000001\"}",
+    "{\"$date\": \"2024-05-01T12:00:00Z\"}",
+    "{\"$date\": \"2024-05-01T14:00:00.5+02:00\"}",
+    "{\"$date\": \"1969-12-31T23:59:59Z\"}",
+    "{\"$date\": \"2024-02-30T00:00:00Z\"}",
+    "{\"$date\": 253402300800000}",
+    "{\"$date\": -1}",
+    "{\"$date\": 1.5}",
+    "{\"$date\": {\"$numberLong\": \"1714564800000\"}}",
+    "{\"$date\": {\"$numberLong\": \"1x\"}}",
+    "{\"$date\": {\"$numberLong\": \"1\", \"b\": 2}}",
+    "{\"$date\": {\"$numberLong\": \"99999999999999999999\"}}",
+    "{\"$numberInt\": \"-7\"}",
+    "{\"$numberInt\": \"2147483648\"}",
+    "{\"$numberLong\": \"123\"}",
+    "{\"$numberLong\": \"-9223372036854775808\"}",
+    "{\"$numberLong\": \"99999999999999999999\"}",
+    "{\"$numberLong\": 5}",
+    "{\"$numberLong\": \"+5\"}",
+    "{\"$numberLong\": \"\"}",
+    "{\"$numberDouble\": \"1.5\"}",
+    "{\"$numberDouble\": \"-0.0\"}",
+    "{\"$numberDouble\": \"1.0E+300\"}",
+    "{\"$numberDouble\": \"Infinity\"}",
+    "{\"$numberDouble\": \"-Infinity\"}",
+    "{\"$numberDouble\": \"NaN\"}",
+    "{\"$numberDouble\": \"abc\"}",
+    "{\"$numberDouble\": \"1e999\"}",
+    "{\"$numberDecimal\": \"-1.50E+3\"}",
+    "{\"$numberDecimal\": \"NaN\"}",
+    "{\"$numberDecimal\": \"1.2.3\"}",
+    "{\"$numberDecimal\": 12}",
+    "{\"$numberDecimal\": \"12345678901234567890123456789012345678901234567890123456789012345\"}",
+    "{\"$uuid\": \"0011AABB-4455-6677-8899-AABBCCDDEEFF\"}",
+    "{\"$uuid\": \"00112233445566778899aabbccddeeff\"}",
+    "{\"$binary\": {\"base64\": \"aGVsbG8=\", \"subType\": \"0\"}}",
+    "{\"$binary\": {\"subType\": \"8A\", \"base64\": \"\"}}",
+    "{\"$binary\": {\"base64\": \"ABEiM0RVZneImaq7zN3u/w==\", \"subType\": \"04\"}}",
+    "{\"$binary\": {\"base64\": \"a$==\", \"subType\": \"00\"}}",
+    "{\"$binary\": {\"base64\": \"aGVsbG8=\", \"subType\": \"100\"}}",
+    "{\"$binary\": {\"base64\": \"aGVsbG8=\"}}",
+    "{\"$binary\": {\"base64\": \"aGVsbG8=\", \"base64\": \"aGVsbG8=\"}}",
+    "{\"$binary\": \"aGk=\", \"$type\": \"05\"}",
+    "{\"$type\": \"5\", \"$binary\": \"aGk=\"}",
+    "{\"$binary\": \"aGk=\"}",
+    "{\"$binary\": \"aGk=\", \"$type\": \"zz\"}",
+    "{\"$type\": \"x\"}",
+    "{\"$timestamp\": {\"t\": 1, \"i\": 1}}",
+    "{\"$minKey\": 1}",
+    "{\"$oid\": \"5f3a00000000000000000001\", \"$oid\": \"5f3a00000000000000000001\"}",
+    "{\"x\": 1, \"$oid\": \"5f3a00000000000000000001\"}",
+    "{\"x\": {\"$numberLong\": \"1\"}}",
+    "{ \"$oid\" : \"5f3a00000000000000000001\" }",
+    "{\n    \"$date\": \"2024-05-01T12:00:00Z\"\n  }",
+};
+
+START_TEST(test_fields_wrappers)
+{
+    for (size_t i = 0; i < sizeof wrapper_samples / sizeof wrapper_samples[0]; i++) {
+        const char *sample = wrapper_samples[i];
+        char text[1024];
+        snprintf(text, sizeof text, "{\"a\": %s, \"b\": [%s, {\"x\": %s}], \"c\": 1}", sample,
+                 sample, sample);
+        expect_every_selection_like_parse(text);
+        snprintf(text, sizeof text, "{\n  \"c\": true,\n  \"b\": {\n    \"x\": %s\n  },\n"
+                 "  \"a\": %s\n}\n", sample, sample);
+        expect_every_selection_like_parse(text);
+        /* a wrapper at the top level is a field named "$...", never a wrapper */
+        expect_every_selection_like_parse(sample);
+    }
+}
+END_TEST
+
+START_TEST(test_fields_strings)
+{
+    static const char *const strings[] = {
+        "\"\"",
+        "\"plain text, with ] and } and : inside\"",
+        "\"a\\u0000b\"",
+        "\"\\n\\t\\r\\b\\f\\\"\\\\\\/\"",
+        "\"\\u00e9\\u20AC\\ud83d\\ude00\\u007f\"",
+        "\"Zo\xc3\xab \xe2\x9c\x93 \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf\"",
+        "\"0123456789abcdef0123456789abcdef with a \\\" quote past eight bytes\"",
+        "\"\\ud83d\"",
+        "\"\\ude00\"",
+        "\"\\ud83d\\u0041\"",
+        "\"\\ud83dx\"",
+        "\"\\u12\"",
+        "\"\\uzzzz\"",
+        "\"\\x\"",
+        "\"tab\tinside\"",
+        "\"newline\ninside\"",
+        "\"\x01\"",
+        "\"\x7f\"",
+        "\"\xff\"",
+        "\"\xc0\xaf\"",
+        "\"\xe0\x80\xaf\"",
+        "\"\xed\xa0\x80\"",
+        "\"\xf4\x90\x80\x80\"",
+        "\"\xf5\x80\x80\x80\"",
+        "\"\xe2\x82\"",
+        "\"\xc3\"",
+        "\"unterminated",
+        "\"ends in a backslash\\",
+    };
+    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
+        char text[512];
+        snprintf(text, sizeof text, "{\"a\": %s, \"b\": [%s], \"c\": {\"k\": %s}}", strings[i],
+                 strings[i], strings[i]);
+        expect_every_selection_like_parse(text);
+        /* as a key: escaped keys are read by ejson_parse itself */
+        snprintf(text, sizeof text, "{%s: 1, \"a\": {%s: 2}, \"b\": 3}", strings[i], strings[i]);
+        expect_every_selection_like_parse(text);
+    }
+    /* NUL bytes in the text itself, and a length that stops before them */
+    const char *paths[] = {"a"};
+    expect_fields_like_parse("{\"a\": \"x\0y\"}", 12, paths, 1);
+    expect_fields_like_parse("{\"a\": 1}\0{}", 11, paths, 1);
+    expect_fields_like_parse("{\"a\": 1}\0garbage", 8, paths, 1);
+    expect_fields_like_parse("{\"b\": 1, \"a\": 1}", 12, paths, 1);
+    expect_every_selection_like_parse("{\"a\\u0000b\": 1}");
+    expect_every_selection_like_parse("{\"\\u0061\": 1, \"a\": 2}");
+    expect_every_selection_like_parse("{\"\\u0061\": 1, \"b\": 2}");
+    expect_every_selection_like_parse("{\"\\u0024x\": 1}");
+    expect_every_selection_like_parse("{\"a\": {\"\\u0024oid\": \"5f3a00000000000000000001\"}}");
+}
+END_TEST
+
+START_TEST(test_fields_numbers)
+{
+    static const char *const numbers[] = {
+        "0", "-0", "7", "-42", "123456789012345678", "-123456789012345678",
+        "1234567890123456789", "9223372036854775807", "-9223372036854775808",
+        "9223372036854775808", "-9223372036854775809", "99999999999999999999",
+        "0.0", "-0.0", "1.5", "-3.75", "1e300", "1E+300", "1e-7", "2.5e-324", "1e-400",
+        "1.7976931348623157e308", "1.7976931348623159e308", "1e308", "1e309", "-1e400",
+        "10e307", "0.0000000000000000000000000000000000000000000000000000000000000000000001",
+        "123456789012345678901234567890123456789012345678901234567890123456789.5",
+        "1" "000000000000000000000000000000000000000000000000000000000000000000000000000000"
+        "000000000000000000000000000000000000000000000000000000000000000000000000000000"
+        "000000000000000000000000000000000000000000000000000000000000000000000000000000"
+        "00000000000000000000000000000000000000000000000000000000000000000000000000.0",
+        "1e99999999999999999999", "1e-99999999999999999999", "0e99999",
+        "01", "-", "+1", ".5", "1.", "1.e5", "1e", "1e+", "--1", "1x", "0x10", "1.5.2",
+        "tru", "true1", "nul", "nulll", "falsey", "NaN", "Infinity",
+    };
+    for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
+        char text[1024];
+        snprintf(text, sizeof text, "{\"a\": %s, \"b\": [%s, %s], \"c\": {\"k\": %s}}",
+                 numbers[i], numbers[i], numbers[i], numbers[i]);
+        expect_every_selection_like_parse(text);
+        snprintf(text, sizeof text, "{\"c\":%s,\"a\":%s}", numbers[i], numbers[i]);
+        expect_every_selection_like_parse(text);
+    }
+}
+END_TEST
+
+START_TEST(test_fields_syntax_errors)
+{
+    static const char *const texts[] = {
+        "", " ", "[]", "[{\"a\": 1}]", "\"a\"", "1", "null", "{", "}", "{\"a\"}", "{\"a\" 1}",
+        "{\"a\": 1", "{\"a\": 1,}", "{\"a\": 1,, \"b\": 2}", "{\"a\": 1 \"b\": 2}",
+        "{\"a\": [1, 2}", "{\"a\": [1, 2,]}", "{\"a\": [,]}", "{\"a\": {\"b\": 1}}}",
+        "{\"a\": 1} x", "{\"a\": 1}{}", "{\"a\": 1} \n\t\r ", "{a: 1}", "{'a': 1}",
+        "{\"a\": 1, \"b\": }", "{\"a\": 1, \"b\": tru}", "{\"b\": [1, {\"c\": ]}], \"a\": 1}",
+        "{\"b\": \"\\q\", \"a\": 1}", "{\xef\xbb\xbf\"a\": 1}", "\xef\xbb\xbf{\"a\": 1}",
+        "{\"a\": 1, \"b\": {\"c\": [1, 2, {\"d\": 3]}}}", "{\"a\"\n:\n1\n,\n\"b\"\n:\n2\n}",
+        "{\"a\": 1, \"b\": \"x}", "{\"a\": 1, \"b\": [\"]\"]}", "{\"b\": \"}\", \"a\": \"{\"}",
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
+        expect_every_selection_like_parse(texts[i]);
+}
+END_TEST
+
+START_TEST(test_fields_duplicate_keys)
+{
+    static const char *const texts[] = {
+        "{\"a\": 1, \"a\": 2}",
+        "{\"b\": 1, \"b\": 2, \"a\": 3}",
+        "{\"a\": 1, \"b\": 2, \"c\": 3, \"b\": 4}",
+        "{\"a\": {\"x\": 1, \"x\": 2}}",
+        "{\"b\": {\"x\": 1, \"y\": {\"z\": 1, \"z\": 2}}, \"a\": 1}",
+        "{\"b\": [{\"x\": 1, \"x\": 1}], \"a\": 1}",
+        "{\"b\": {\"x\": 1}, \"c\": {\"x\": 1}, \"a\": {\"x\": 1, \"y\": {\"x\": 1}}}",
+        "{\"b\": {\"$date\": 1, \"$date\": 1}, \"a\": 1}",
+        "{\"a\": 1, \"\\u0061\": 2}",
+        "{\"ab\": 1, \"a\": 2, \"abc\": 3, \"b\": 4, \"ba\": 5}",
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
+        expect_every_selection_like_parse(texts[i]);
+}
+END_TEST
+
+/* Text the fast reader leaves to ejson_parse still gives ejson_parse's
+ * result: deep nesting, objects with very many keys. */
+START_TEST(test_fields_fallbacks)
+{
+    size_t capacity = 64 * 1024, length = 0;
+    char *text = malloc(capacity);
+    ck_assert_ptr_nonnull(text);
+    /* ... around the reader's limit, and beyond jansson's own (2048) */
+    static const int depths[] = {60, 63, 64, 65, 70, 2100};
+    for (size_t d = 0; d < sizeof depths / sizeof depths[0]; d++) {
+        int depth = depths[d];
+        length = (size_t)snprintf(text, capacity, "{\"b\": 1, \"a\": ");
+        for (int i = 0; i < depth; i++)
+            length += (size_t)snprintf(text + length, capacity - length, "{\"k\": [");
+        for (int i = 0; i < depth; i++)
+            length += (size_t)snprintf(text + length, capacity - length, "]}");
+        length += (size_t)snprintf(text + length, capacity - length, ", \"c\": 2}");
+        expect_every_selection_like_parse(text);
+        length = (size_t)snprintf(text, capacity, "{\"b\": 1, \"a\": ");
+        for (int i = 0; i < depth; i++)
+            text[length++] = '[';
+        for (int i = 0; i < depth; i++)
+            text[length++] = ']';
+        snprintf(text + length, capacity - length, ", \"c\": 2}");
+        expect_every_selection_like_parse(text);
+    }
+    for (int keys = 250; keys <= 260; keys += 5) {
+        length = (size_t)snprintf(text, capacity, "{\"a\": 1, \"b\": {");
+        for (int i = 0; i < keys; i++)
+            length += (size_t)snprintf(text + length, capacity - length, "%s\"k%d\": %d",
+                                       i ? ", " : "", i, i);
+        length += (size_t)snprintf(text + length, capacity - length, "}, \"c\": 3}");
+        expect_every_selection_like_parse(text);
+        /* the same, with the last key a duplicate */
+        length = (size_t)snprintf(text, capacity, "{\"a\": 1, \"b\": {");
+        for (int i = 0; i < keys; i++)
+            length += (size_t)snprintf(text + length, capacity - length, "%s\"k%d\": %d",
+                                       i ? ", " : "", i, i);
+        length += (size_t)snprintf(text + length, capacity - length, ", \"k0\": 0}, \"c\": 3}");
+        expect_every_selection_like_parse(text);
+    }
+    free(text);
+}
+END_TEST
+
+/* A top-level key: mostly simple names the selections use, sometimes a
+ * random one (which may need escapes). */
+static json_t *random_field_name(random_source *random)
+{
+    static const char *const names[] = {"a", "b", "c", "_id", "tags", "summary"};
+    if (rng(random) % 4 == 0)
+        return random_string(random, true);
+    return json_string(names[rng(random) % (sizeof names / sizeof names[0])]);
+}
+
+static json_t *random_document(random_source *random)
+{
+    json_t *document = json_object();
+    for (size_t n = rng(random) % 8; n > 0; n--) {
+        json_t *name = random_field_name(random);
+        json_object_setn_new(document, json_string_value(name), json_string_length(name),
+                             random_value(random, 0));
+        json_decref(name);
+    }
+    return document;
+}
+
+/* Up to four paths: fields of document, dotted paths into them, and
+ * names it does not have. */
+static size_t random_paths(random_source *random, const json_t *document, char paths[4][64])
+{
+    size_t count = rng(random) % 5;
+    for (size_t i = 0; i < count; i++) {
+        size_t pick = json_object_size(document) ? rng(random) % (json_object_size(document) + 1)
+                                                 : 0;
+        void *iter = json_object_iter((json_t *)document);
+        for (size_t k = 1; k < pick && iter; k++)
+            iter = json_object_iter_next((json_t *)document, iter);
+        const char *name = pick && iter ? json_object_iter_key(iter) : "missing";
+        snprintf(paths[i], 64, "%s%s", name, rng(random) % 3 == 0 ? ".inner" : "");
+    }
+    return count;
+}
+
+static void expect_random_fields_like_parse(random_source *random, const json_t *document,
+                                            const char *text, size_t length)
+{
+    char paths[4][64];
+    size_t count = random_paths(random, document, paths);
+    const char *pointers[4] = {paths[0], paths[1], paths[2], paths[3]};
+    expect_fields_like_parse(text, length, pointers, count);
+}
+
+START_TEST(test_fields_random_documents)
+{
+    static const uint64_t seeds[] = {0x243f6a8885a308d3u, 0x13198a2e03707344u};
+    for (size_t s = 0; s < sizeof seeds / sizeof seeds[0]; s++) {
+        random_source source = {seeds[s]}, *random = &source;
+        for (int round = 0; round < 2000; round++) {
+            json_t *document = random_document(random);
+            char *p = pretty(document);
+            char *l = line(document);
+            expect_random_fields_like_parse(random, document, p, strlen(p));
+            expect_random_fields_like_parse(random, document, l, strlen(l));
+            free(l);
+            free(p);
+            json_decref(document);
+        }
+    }
+}
+END_TEST
+
+/* Bytes that matter to a JSON reader, for the mutations below. */
+static char random_json_byte(random_source *random)
+{
+    static const char bytes[] = "{}[]:,\" \\$0123456789-+.eEtrufalsn\n\x01\x80\xc3\xff";
+    return bytes[rng(random) % (sizeof bytes - 1)];
+}
+
+/* text changed a little at random: a byte deleted, replaced or inserted,
+ * or a span copied elsewhere (which often makes a duplicate key). */
+static size_t mutate(random_source *random, char *text, size_t length, size_t capacity)
+{
+    if (length == 0)
+        return 0;
+    size_t at = rng(random) % length;
+    switch (rng(random) % 4) {
+    case 0:
+        memmove(text + at, text + at + 1, length - at - 1);
+        return length - 1;
+    case 1:
+        text[at] = random_json_byte(random);
+        return length;
+    case 2:
+        if (length + 1 > capacity)
+            return length;
+        memmove(text + at + 1, text + at, length - at);
+        text[at] = random_json_byte(random);
+        return length + 1;
+    default: {
+        size_t from = rng(random) % length;
+        size_t span = rng(random) % 24;
+        if (span > length - from)
+            span = length - from;
+        if (length + span > capacity)
+            return length;
+        char copy[24];
+        memcpy(copy, text + from, span);
+        memmove(text + at + span, text + at, length - at);
+        memcpy(text + at, copy, span);
+        return length + span;
+    }
+    }
+}
+
+START_TEST(test_fields_mutated_documents)
+{
+    random_source source = {0xa4093822299f31d0u}, *random = &source;
+    for (int round = 0; round < 3000; round++) {
+        json_t *document = random_document(random);
+        char *formatted = rng(random) % 2 ? pretty(document) : line(document);
+        size_t length = strlen(formatted), capacity = length + 64;
+        char *text = malloc(capacity);
+        ck_assert_ptr_nonnull(text);
+        memcpy(text, formatted, length);
+        for (size_t changes = 1 + rng(random) % 3; changes > 0; changes--)
+            length = mutate(random, text, length, capacity);
+        expect_random_fields_like_parse(random, document, text, length);
+        free(text);
+        free(formatted);
+        json_decref(document);
+    }
+}
+END_TEST
+
 Suite *unit_suite(void)
 {
     Suite *suite = suite_create("ejson");
@@ -667,6 +1214,15 @@ Suite *unit_suite(void)
     tcase_add_test(tc, test_normalize);
     tcase_add_test(tc, test_iso_dates);
     tcase_add_test(tc, test_random_round_trips);
+    tcase_add_test(tc, test_fields_selects_top_level_fields);
+    tcase_add_test(tc, test_fields_wrappers);
+    tcase_add_test(tc, test_fields_strings);
+    tcase_add_test(tc, test_fields_numbers);
+    tcase_add_test(tc, test_fields_syntax_errors);
+    tcase_add_test(tc, test_fields_duplicate_keys);
+    tcase_add_test(tc, test_fields_fallbacks);
+    tcase_add_test(tc, test_fields_random_documents);
+    tcase_add_test(tc, test_fields_mutated_documents);
     suite_add_tcase(suite, tc);
     return suite;
 }

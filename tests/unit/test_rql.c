@@ -2,6 +2,7 @@
  * Unit tests for the Realm Query Language module (rql.h).
  */
 #include "realmfs/rql.h"
+#include "realmfs/ejson.h"
 #include "realmfs/value.h"
 
 #include <check.h>
@@ -842,6 +843,199 @@ START_TEST(test_visit_fields)
 }
 END_TEST
 
+START_TEST(test_add_fields)
+{
+    rql_query *query = parse_with("name == 'Alice' AND address.city == 'Paris' AND "
+                                  "address.geo.zip BEGINSWITH '7' AND 'red' IN tags",
+                                  NULL, NULL);
+    rql_query *other = parse_with("age > 18 OR name ==[c] 'bob'", NULL, NULL);
+    ejson_field_set *fields = ejson_field_set_new();
+    ck_assert_ptr_nonnull(fields);
+    ck_assert_int_eq(rql_add_fields(query, fields), 0);
+    ck_assert_int_eq(rql_add_fields(other, fields), 0);
+
+    json_t *whole = make_document();
+    char *text = json_dumps(whole, JSON_COMPACT);
+    ck_assert_ptr_nonnull(text);
+    ejson_error error;
+    json_t *read = ejson_parse_fields(text, strlen(text), fields, &error);
+    ck_assert_msg(read != NULL, "%s", error.message);
+    ck_assert_uint_eq(json_object_size(read), 4);
+    static const char *const expected[] = {"name", "age", "tags", "address"};
+    for (size_t index = 0; index < 4; index++)
+        ck_assert_msg(json_object_get(read, expected[index]) != NULL, "%s", expected[index]);
+    ck_assert(rql_matches(query, read));
+    ck_assert(rql_matches(other, read));
+    json_decref(read);
+    free(text);
+    json_decref(whole);
+    ejson_field_set_free(fields);
+    rql_free(other);
+    rql_free(query);
+
+    query = parse_with("TRUEPREDICATE", NULL, NULL);
+    fields = ejson_field_set_new();
+    ck_assert_int_eq(rql_add_fields(query, fields), 0);
+    read = ejson_parse_fields("{\"a\": 1}", 8, fields, &error);
+    ck_assert_uint_eq(json_object_size(read), 0);
+    ck_assert(rql_matches(query, read));
+    json_decref(read);
+    ejson_field_set_free(fields);
+    rql_free(query);
+}
+END_TEST
+
+/* A seeded xorshift generator, so that every run tests the same strings. */
+typedef struct random_source {
+    uint64_t state;
+} random_source;
+
+static uint64_t next_random(random_source *random)
+{
+    random->state ^= random->state << 13;
+    random->state ^= random->state >> 7;
+    random->state ^= random->state << 17;
+    return random->state;
+}
+
+/* Pieces that fold in every way [c] knows: ASCII, Latin-1, long s, Greek
+ * sigmas, letters with no simple folding, and bytes that are not UTF-8. */
+static const char *const folding_pieces[] = {
+    "r", "R", "e", "E", "p", "P", "o", "O", "t", "T", "s", "S", "k", "K", "i", " ",
+    "\xc5\xbf", "\xc3\xa9", "\xc3\x89", "\xce\xa3", "\xcf\x83", "\xcf\x82", "\xc3\x9f",
+    "\xc4\xb0", "\xc5\xb8", "\xc3\xbf", "\xd0\x9c", "\xd0\xbc", "\xff", "\xc3", "\xe2\x82",
+    "*", "?", "\\",
+};
+
+static size_t random_folding_text(random_source *random, char *text, size_t pieces)
+{
+    size_t length = 0;
+    for (size_t index = 0; index < pieces; index++) {
+        const char *piece = folding_pieces[next_random(random) %
+                                           (sizeof folding_pieces / sizeof folding_pieces[0])];
+        memcpy(text + length, piece, strlen(piece));
+        length += strlen(piece);
+    }
+    return length;
+}
+
+/* Part of text with the case of its ASCII letters flipped at random, so
+ * that the folded operators often match. */
+static size_t random_needle_from(random_source *random, const char *text, size_t length,
+                                 char *needle)
+{
+    size_t start = length ? next_random(random) % (length + 1) : 0;
+    size_t size = next_random(random) % (length - start + 1);
+    for (size_t index = 0; index < size; index++) {
+        char c = text[start + index];
+        bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        needle[index] = letter && next_random(random) % 2 ? (char)(c ^ 0x20) : c;
+    }
+    return size;
+}
+
+/* The LIKE pattern prefix + needle + suffix, the needle's wildcards and
+ * backslashes escaped, so that it matches the needle literally. */
+static size_t like_pattern(const char *prefix, const char *needle, size_t length,
+                           const char *suffix, char *pattern)
+{
+    size_t size = 0;
+    for (const char *c = prefix; *c; c++)
+        pattern[size++] = *c;
+    for (size_t index = 0; index < length; index++) {
+        if (needle[index] == '*' || needle[index] == '?' || needle[index] == '\\')
+            pattern[size++] = '\\';
+        pattern[size++] = needle[index];
+    }
+    for (const char *c = suffix; *c; c++)
+        pattern[size++] = *c;
+    return size;
+}
+
+static bool string_query(const char *query, json_t *arguments, const json_t *document)
+{
+    return matches_with(query, arguments, document);
+}
+
+static bool is_utf8(const char *text, size_t length)
+{
+    json_t *string = json_stringn(text, length);
+    json_decref(string);
+    return string != NULL;
+}
+
+/* text OPERATOR needle: with the needle a literal ($0, folded when the
+ * query is parsed) and a field (folded while matching) the answers agree,
+ * and they agree with the same test written as a LIKE pattern.  LIKE goes
+ * by characters, the operators without [c] by bytes: those two agree only
+ * on well-formed UTF-8. */
+static void check_folding_agrees(const char *text, size_t text_length, const char *needle,
+                                 size_t needle_length)
+{
+    static const struct {
+        const char *with_literal;
+        const char *with_field;
+        const char *like;
+        const char *like_prefix;
+        const char *like_suffix;
+        bool by_bytes;
+    } operators[] = {
+        {"text ==[c] $0", "text ==[c] needle", "text LIKE[c] $1", "", "", false},
+        {"$0 ==[c] text", "needle ==[c] text", "text LIKE[c] $1", "", "", false},
+        {"text BEGINSWITH[c] $0", "text BEGINSWITH[c] needle", "text LIKE[c] $1", "", "*", false},
+        {"text ENDSWITH[c] $0", "text ENDSWITH[c] needle", "text LIKE[c] $1", "*", "", false},
+        {"text CONTAINS[c] $0", "text CONTAINS[c] needle", "text LIKE[c] $1", "*", "*", false},
+        {"text CONTAINS $0", "text CONTAINS needle", "text LIKE $1", "*", "*", true},
+        {"text BEGINSWITH $0", "text BEGINSWITH needle", "text LIKE $1", "", "*", true},
+        {"text ENDSWITH $0", "text ENDSWITH needle", "text LIKE $1", "*", "", true},
+    };
+    bool well_formed = is_utf8(text, text_length) && is_utf8(needle, needle_length);
+    json_t *document = json_object();
+    set_new(document, "text", json_stringn_nocheck(text, text_length));
+    set_new(document, "needle", json_stringn_nocheck(needle, needle_length));
+    for (size_t index = 0; index < sizeof operators / sizeof operators[0]; index++) {
+        char pattern[512];
+        size_t pattern_length = like_pattern(operators[index].like_prefix, needle, needle_length,
+                                             operators[index].like_suffix, pattern);
+        json_t *arguments = json_array();
+        json_array_append_new(arguments, json_stringn_nocheck(needle, needle_length));
+        json_array_append_new(arguments, json_stringn_nocheck(pattern, pattern_length));
+        bool literal = string_query(operators[index].with_literal, arguments, document);
+        bool field = string_query(operators[index].with_field, arguments, document);
+        bool like = operators[index].by_bytes && !well_formed
+                        ? field
+                        : string_query(operators[index].like, arguments, document);
+        ck_assert_msg(literal == field && field == like,
+                      "\"%.*s\" %s \"%.*s\": literal %d, field %d, LIKE %d", (int)text_length,
+                      text, operators[index].with_literal, (int)needle_length, needle, literal,
+                      field, like);
+        json_decref(arguments);
+    }
+    json_decref(document);
+}
+
+START_TEST(test_case_folding_agrees)
+{
+    random_source random = {0x6a09e667f3bcc908u};
+    for (int round = 0; round < 1500; round++) {
+        char text[256], needle[256];
+        size_t text_length = random_folding_text(&random, text, next_random(&random) % 12);
+        size_t needle_length =
+            next_random(&random) % 4
+                ? random_needle_from(&random, text, text_length, needle)
+                : random_folding_text(&random, needle, next_random(&random) % 4);
+        check_folding_agrees(text, text_length, needle, needle_length);
+    }
+    /* a needle that starts over and over before it matches */
+    const char *text = "rErEpRePoRrEpOrTs";
+    check_folding_agrees(text, strlen(text), "report", 6);
+    check_folding_agrees(text, strlen(text), "REPORTS", 7);
+    check_folding_agrees(text, strlen(text), "reports!", 8);
+    check_folding_agrees("pa\xc5\xbf", 4, "PAS", 3);
+    check_folding_agrees("\xce\xa3\xcf\x82", 4, "\xcf\x83\xcf\x83", 4);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------ */
 /* Describing                                                                */
 
@@ -973,6 +1167,7 @@ Suite *unit_suite(void)
     tcase_add_test(matching, test_string_operators);
     tcase_add_test(matching, test_case_insensitive_modifier);
     tcase_add_test(matching, test_like_wildcards);
+    tcase_add_test(matching, test_case_folding_agrees);
     tcase_add_test(matching, test_between);
     tcase_add_test(matching, test_in);
     tcase_add_test(matching, test_list_quantifiers);
@@ -994,6 +1189,7 @@ Suite *unit_suite(void)
 
     TCase *introspection = tcase_create("introspection");
     tcase_add_test(introspection, test_visit_fields);
+    tcase_add_test(introspection, test_add_fields);
     tcase_add_test(introspection, test_describe_canonical_form);
     tcase_add_test(introspection, test_describe_substitutes_parameters);
     tcase_add_test(introspection, test_describe_round_trip);

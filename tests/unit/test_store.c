@@ -152,15 +152,35 @@ typedef struct scan_record {
 
 enum { STOP_RESULT = 42 };
 
-static int record_object(const store_object_view *object, void *context)
+/* Records the visit of object, whose id is id (taking the reference). */
+static int record_visit(scan_record *record, json_t *id, const store_object_view *object)
 {
-    scan_record *record = context;
-    ck_assert_int_eq(json_array_append_new(record->ids, json_deep_copy(object->id)), 0);
+    ck_assert_int_eq(json_array_append_new(record->ids, id), 0);
     ck_assert_int_eq(json_array_append_new(record->texts,
                                            json_stringn(object->text, object->info.size)), 0);
     if (record->stop_after != 0 && json_array_size(record->ids) == record->stop_after)
         return STOP_RESULT;
     return 0;
+}
+
+/* A visitor of store_scan_objects: the id is given, and decoding it again
+ * gives the same. */
+static int record_object(const store_object_view *object, void *context)
+{
+    json_t *decoded;
+    ck_assert_int_eq(store_object_view_id(object, &decoded), 0);
+    ck_assert(json_equal(decoded, object->id));
+    json_decref(decoded);
+    return record_visit(context, json_deep_copy(object->id), object);
+}
+
+/* A visitor of store_scan_object_texts: the id only on request. */
+static int record_object_text(const store_object_view *object, void *context)
+{
+    ck_assert_ptr_null(object->id);
+    json_t *id;
+    ck_assert_int_eq(store_object_view_id(object, &id), 0);
+    return record_visit(context, id, object);
 }
 
 static scan_record new_scan_record(size_t stop_after)
@@ -178,16 +198,21 @@ static void free_scan_record(scan_record *record)
 }
 
 /* Scans collection from start and checks the ids visited are expected
- * (a json array). */
+ * (a json array), and that a scan of texts visits the same objects. */
 static void assert_scan(const char *collection, const json_t *start, bool skip_start,
                         const json_t *expected)
 {
-    scan_record record = new_scan_record(0);
+    scan_record record = new_scan_record(0), texts = new_scan_record(0);
     ck_assert_int_eq(store_scan_objects(test_store, collection, start, skip_start,
                                         record_object, &record), 0);
     char *seen = json_dumps(record.ids, JSON_COMPACT);
     ck_assert_msg(json_equal(record.ids, expected), "scan visited %s", seen);
     free(seen);
+    ck_assert_int_eq(store_scan_object_texts(test_store, collection, start, skip_start,
+                                             record_object_text, &texts), 0);
+    ck_assert(json_equal(texts.ids, record.ids));
+    ck_assert(json_equal(texts.texts, record.texts));
+    free_scan_record(&texts);
     free_scan_record(&record);
 }
 
@@ -588,12 +613,17 @@ END_TEST
 START_TEST(test_scan_stops_when_visit_returns_non_zero)
 {
     put_tens();
-    scan_record record = new_scan_record(3);
+    scan_record record = new_scan_record(3), texts = new_scan_record(3);
     ck_assert_int_eq(store_scan_objects(test_store, "Task", NULL, false, record_object, &record),
+                     STOP_RESULT);
+    ck_assert_int_eq(store_scan_object_texts(test_store, "Task", NULL, false, record_object_text,
+                                             &texts),
                      STOP_RESULT);
     json_t *expected = int_array(0, 20, 10);
     ck_assert(json_equal(record.ids, expected));
+    ck_assert(json_equal(texts.ids, expected));
     json_decref(expected);
+    free_scan_record(&texts);
     free_scan_record(&record);
 }
 END_TEST
@@ -605,6 +635,16 @@ START_TEST(test_scan_errors)
     ck_assert_int_eq(store_scan_objects(test_store, "Missing", NULL, false, record_object, &record),
                      -ENOENT);
     assert_error_mentions("Missing");
+    ck_assert_int_eq(store_scan_object_texts(test_store, "Missing", NULL, false,
+                                             record_object_text, &record),
+                     -ENOENT);
+    assert_error_mentions("Missing");
+    static const uint8_t unknown_tag[] = {0x09, 0x01};
+    store_object_view corrupt = {.stored_id = unknown_tag, .stored_id_size = sizeof unknown_tag};
+    json_t *id = NULL;
+    ck_assert_int_eq(store_object_view_id(&corrupt, &id), -EIO);
+    ck_assert_ptr_null(id);
+    assert_error_mentions("corrupt object key");
     json_t *bad_start = json_real(1.0);
     ck_assert_int_eq(store_scan_objects(test_store, "Task", bad_start, false, record_object, &record),
                      -EINVAL);
