@@ -96,6 +96,8 @@ typedef struct rql_operand {
     const rql_path *path;         /* owned by the query, shared between operands */
     json_t *literal;              /* owned */
     rql_folded_literal *folded;   /* owned; set for a string literal of a [c] comparison */
+    bool literal_is_date;         /* then literal_date holds its milliseconds */
+    int64_t literal_date;
     rql_quantifier quantifier;
 } rql_operand;
 
@@ -496,25 +498,54 @@ static bool rql_values_identical(const json_t *left, const json_t *right)
     return value_compare(left, right, &order) && order == 0;
 }
 
+static int rql_order_dates(int64_t left, int64_t right)
+{
+    return left < right ? -1 : left > right;
+}
+
+/* value_compare, except that a date literal's milliseconds were read when
+ * the query was parsed, so only the document's side is decoded: a date is
+ * comparable with dates only. */
+static bool rql_compare_values(const rql_comparison *comparison, const json_t *left,
+                               const json_t *right, int *order)
+{
+    int64_t milliseconds;
+    if (right == comparison->right.literal && comparison->right.literal_is_date) {
+        if (!value_get_date(left, &milliseconds))
+            return false;
+        *order = rql_order_dates(milliseconds, comparison->right.literal_date);
+        return true;
+    }
+    if (left == comparison->left.literal && comparison->left.literal_is_date) {
+        if (!value_get_date(right, &milliseconds))
+            return false;
+        *order = rql_order_dates(comparison->left.literal_date, milliseconds);
+        return true;
+    }
+    return value_compare(left, right, order);
+}
+
 /* Equality ignoring case is symmetric, so a literal folded at parse time
  * serves on either side. */
 static bool rql_values_equal(const rql_comparison *comparison, const json_t *left,
                              const json_t *right)
 {
+    int order;
     if (!comparison->case_insensitive || !json_is_string(left) || !json_is_string(right))
-        return rql_values_identical(left, right);
+        return rql_compare_values(comparison, left, right, &order) && order == 0;
     if (left == comparison->left.literal && comparison->left.folded)
         return rql_string_equal_ignoring_case(rql_text_of(right),
                                               rql_needle_of(comparison, left));
     return rql_string_equal_ignoring_case(rql_text_of(left), rql_needle_of(comparison, right));
 }
 
-static bool rql_values_ordered(const json_t *left, const json_t *right, rql_relation relation)
+static bool rql_values_ordered(const rql_comparison *comparison, const json_t *left,
+                               const json_t *right)
 {
     int order;
-    if (!value_compare(left, right, &order))
+    if (!rql_compare_values(comparison, left, right, &order))
         return false;
-    switch (relation) {
+    switch (comparison->relation) {
     case RQL_RELATION_LESS:
         return order < 0;
     case RQL_RELATION_LESS_EQUAL:
@@ -578,7 +609,7 @@ static bool rql_test_values(const rql_comparison *comparison, const json_t *left
     case RQL_RELATION_LESS_EQUAL:
     case RQL_RELATION_GREATER:
     case RQL_RELATION_GREATER_EQUAL:
-        return rql_values_ordered(left, right, comparison->relation);
+        return rql_values_ordered(comparison, left, right);
     case RQL_RELATION_BEGINS_WITH:
     case RQL_RELATION_ENDS_WITH:
     case RQL_RELATION_CONTAINS:
@@ -2065,6 +2096,14 @@ static bool rql_check_comparison(rql_parser *parser, const rql_comparison *compa
     return true;
 }
 
+/* A date literal's milliseconds, read once here rather than at every
+ * comparison. */
+static void rql_note_date_literal(rql_operand *operand)
+{
+    operand->literal_is_date =
+        operand->literal && value_get_date(operand->literal, &operand->literal_date);
+}
+
 /* The string literal of operand case-folded into operand->folded, for a
  * [c] comparison. */
 static bool rql_fold_literal(rql_parser *parser, rql_operand *operand)
@@ -2101,6 +2140,8 @@ static rql_node *rql_parse_comparison(rql_parser *parser)
         rql_free_node(node);
         return NULL;
     }
+    rql_note_date_literal(&comparison->left);
+    rql_note_date_literal(&comparison->right);
     return node;
 }
 

@@ -843,6 +843,49 @@ START_TEST(test_visit_fields)
 }
 END_TEST
 
+/* A date literal read once at parse time compares as value_compare does
+ * (the same comparison with the literal in a second field): by
+ * milliseconds with dates, never with anything else. */
+START_TEST(test_date_literals_agree_with_fields)
+{
+    static const char *const relations[] = {"==", "!=", "<", "<=", ">", ">="};
+    json_t *values = json_array();
+    json_array_append_new(values, value_new_date(-1500));
+    json_array_append_new(values, value_new_date(0));
+    json_array_append_new(values, value_new_date(CREATED_MS));
+    json_array_append_new(values, value_new_date(CREATED_MS + 1));
+    json_array_append_new(values, json_integer(CREATED_MS));
+    json_array_append_new(values, json_string("2023-11-14T22:13:20.123Z"));
+    json_array_append_new(values, json_null());
+    json_array_append_new(values, load_json("[1700000000123]"));
+    size_t count = json_array_size(values);
+    for (size_t field = 0; field < count; field++) {
+        for (size_t literal = 0; literal < 4; literal++) {
+            json_t *document = json_object();
+            set_new(document, "value", json_incref(json_array_get(values, field)));
+            set_new(document, "literal", json_incref(json_array_get(values, literal)));
+            json_t *arguments = json_pack("[O]", json_array_get(values, literal));
+            for (size_t index = 0; index < 6; index++) {
+                char with_literal[64], reversed[64], with_field[64];
+                snprintf(with_literal, sizeof with_literal, "value %s $0", relations[index]);
+                snprintf(reversed, sizeof reversed, "$0 %s value", relations[index]);
+                snprintf(with_field, sizeof with_field, "value %s literal", relations[index]);
+                bool expected = matches_with(with_field, arguments, document);
+                ck_assert_msg(matches_with(with_literal, arguments, document) == expected,
+                              "%s with value %zu, literal %zu", with_literal, field, literal);
+                snprintf(with_field, sizeof with_field, "literal %s value", relations[index]);
+                ck_assert_msg(matches_with(reversed, arguments, document) ==
+                                  matches_with(with_field, arguments, document),
+                              "%s with value %zu, literal %zu", reversed, field, literal);
+            }
+            json_decref(arguments);
+            json_decref(document);
+        }
+    }
+    json_decref(values);
+}
+END_TEST
+
 START_TEST(test_add_fields)
 {
     rql_query *query = parse_with("name == 'Alice' AND address.city == 'Paris' AND "
@@ -1174,6 +1217,7 @@ Suite *unit_suite(void)
     tcase_add_test(matching, test_null_and_missing);
     tcase_add_test(matching, test_type_mismatch_is_false);
     tcase_add_test(matching, test_object_id_uuid_date_binary);
+    tcase_add_test(matching, test_date_literals_agree_with_fields);
     tcase_add_test(matching, test_dotted_paths);
     tcase_add_test(matching, test_keywords_usable_as_fields);
     tcase_add_test(matching, test_parameters);
