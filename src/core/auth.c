@@ -539,7 +539,7 @@ static int insert_user(const auth_call *call, const char *email, const char *pas
 {
     char id[AUTH_ID_SIZE];
     generate_id(id);
-    int64_t created;
+    int64_t created = 0;
     int result = current_time_ms(call, &created);
     if (result != 0)
         return result;
@@ -809,7 +809,7 @@ static int insert_api_key(const auth_call *call, const char *name, const char *o
                           const char *secret_hash, char key_id[AUTH_ID_SIZE])
 {
     char owner_id[AUTH_ID_SIZE];
-    int64_t created;
+    int64_t created = 0;
     int result = prepare_key_owner(call, owner_user_id, owner_id);
     if (result == 0)
         result = current_time_ms(call, &created);
