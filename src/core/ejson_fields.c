@@ -344,30 +344,6 @@ static inline bool reader_scan_string(reader *r, text_span *raw, bool *escaped)
     return true;
 }
 
-static size_t encode_utf8(long code_point, char *out)
-{
-    if (code_point < 0x80) {
-        out[0] = (char)code_point;
-        return 1;
-    }
-    if (code_point < 0x800) {
-        out[0] = (char)(0xC0 | (code_point >> 6));
-        out[1] = (char)(0x80 | (code_point & 0x3F));
-        return 2;
-    }
-    if (code_point < 0x10000) {
-        out[0] = (char)(0xE0 | (code_point >> 12));
-        out[1] = (char)(0x80 | ((code_point >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (code_point & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (code_point >> 18));
-    out[1] = (char)(0x80 | ((code_point >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((code_point >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (code_point & 0x3F));
-    return 4;
-}
-
 /* The json string of raw text that reader_scan_string accepted and that
  * holds escapes.  An escape is never shorter than what it decodes to, so
  * raw.length bytes hold the result. */
@@ -381,7 +357,7 @@ static json_t *new_unescaped_string(text_span raw)
         long code_point;
         if (raw.bytes[at] == '\\') {
             at += decode_escape(raw.bytes + at, raw.length - at, &code_point);
-            length += encode_utf8(code_point, decoded + length);
+            length += value_encode_utf8((uint32_t)code_point, decoded + length);
         } else {
             decoded[length++] = raw.bytes[at++];
         }

@@ -28,4 +28,8 @@ bool value_uuid_parse(const char *text, size_t length, uint8_t bytes[16]);
 char *value_base64_encode(const uint8_t *data, size_t size);
 uint8_t *value_base64_decode(const char *text, size_t length, size_t *size, bool *invalid);
 
+/* Write code_point (at most 0x10FFFF) as UTF-8 into out (4 bytes of room);
+ * returns the number of bytes written. */
+size_t value_encode_utf8(uint32_t code_point, char *out);
+
 #endif
