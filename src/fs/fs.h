@@ -104,6 +104,8 @@ void fs_node_move(fs_node *node, fuse_ino_t parent, const char *name);
 /* Remove from the name table; freed once the kernel forgets it. */
 void fs_node_detach(fs_node *node);
 void fs_node_forget(fs_node *node, uint64_t count);
+/* Set or clear node->pending; nodes in the table change it only here. */
+void fs_node_set_pending(fs_node *node, bool pending);
 /* Pending objects of a collection, for readdir. */
 int fs_nodes_visit_pending(fuse_ino_t collection_ino,
                            int (*visit)(fs_node *node, void *context), void *context);

@@ -18,6 +18,8 @@ static fs_node **nodes_by_ino;   /* index: ino; NULL once freed */
 static size_t nodes_capacity;
 static fuse_ino_t next_ino = FUSE_ROOT_ID;
 
+static size_t pending_nodes;     /* nodes in the table with pending set */
+
 static fs_node **name_table;     /* chains of attached nodes by (parent, name) */
 static size_t name_table_size;
 static size_t name_table_count;
@@ -83,6 +85,7 @@ static void unlink_name(fs_node *node)
 
 static void free_node(fs_node *node)
 {
+    fs_node_set_pending(node, false);
     nodes_by_ino[node->ino] = NULL;
     json_decref(node->id);
     free(node->name);
@@ -168,7 +171,7 @@ void fs_node_detach(fs_node *node)
         return;
     unlink_name(node);
     node->parent = 0;
-    node->pending = false;
+    fs_node_set_pending(node, false);
     if (node->lookups == 0 && node->ino != FUSE_ROOT_ID)
         free_node(node);
 }
@@ -198,9 +201,20 @@ void fs_node_forget(fs_node *node, uint64_t count)
         free_node(node);
 }
 
+/* Counting pending nodes lets opendir skip the walk over the whole table
+ * in the usual case, where no file is being created. */
+void fs_node_set_pending(fs_node *node, bool pending)
+{
+    if (node->pending != pending && node->ino < nodes_capacity && nodes_by_ino[node->ino] == node)
+        pending_nodes += pending ? 1 : (size_t)-1;
+    node->pending = pending;
+}
+
 int fs_nodes_visit_pending(fuse_ino_t collection_ino,
                            int (*visit)(fs_node *node, void *context), void *context)
 {
+    if (pending_nodes == 0)
+        return 0;
     for (fuse_ino_t ino = FUSE_ROOT_ID; ino < next_ino; ino++) {
         fs_node *node = nodes_by_ino[ino];
         if (node && node->pending && node->parent == collection_ino) {

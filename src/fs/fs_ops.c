@@ -334,7 +334,7 @@ static int commit_document(fs_context *fs, fs_node *node, const char *text, size
         record_rejection(fs, node, operation, reason, text, size);
         return error;
     }
-    node->pending = false;
+    fs_node_set_pending(node, false);
     return 0;
 }
 
@@ -608,7 +608,10 @@ static int entry_of(fs_context *fs, fs_node *node, struct fuse_entry_param *entr
         return error;
     entry->ino = node->ino;
     entry->attr_timeout = timeout;
-    entry->entry_timeout = node->kind == FS_NODE_SCRATCH || node->pending ? 0 : FS_STABLE_TIMEOUT_SECONDS;
+    /* Every name, pending and scratch ones too, changes only through this
+     * daemon, which tells the kernel (fs_notify) when it changes one by
+     * itself, so the kernel may keep names for long. */
+    entry->entry_timeout = FS_STABLE_TIMEOUT_SECONDS;
     return 0;
 }
 
@@ -914,7 +917,7 @@ static int create_node(fs_context *fs, fs_node *dir, const char *name, mode_t mo
         node->id = NULL;
         if (kind == FS_NODE_OBJECT)
             object_name_classify(name, &node->id);
-        node->pending = true;
+        fs_node_set_pending(node, true);
         node->pending_modified_ns = now_ns();
     }
     *out = node;
@@ -1448,7 +1451,7 @@ static int rename_scratch_to_document(fs_context *fs, fs_node *dir, fs_node *sou
     if (!error) {
         unlinkat(fs->scratch_directory_fd, source_path, 0);
         adopt_document_identity(source, target);
-        source->pending = target->pending;  /* an empty scratch file becomes a pending object */
+        fs_node_set_pending(source, target->pending); /* an empty scratch file becomes a pending object */
         source->pending_modified_ns = now_ns();
     }
     if (target)
@@ -1472,7 +1475,7 @@ static int rename_document_to_scratch(fs_context *fs, fs_node *dir, fs_node *sou
         source->kind = FS_NODE_SCRATCH;
         json_decref(source->id);
         source->id = NULL;
-        source->pending = false;
+        fs_node_set_pending(source, false);
     }
     free(text);
     return error;
@@ -1685,6 +1688,11 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         fuse_reply_err(req, -error);
         return;
     }
+    /* The kernel may keep a collection's listing: it drops it by itself on
+     * every create, unlink and rename through the mount, and whoever else
+     * changes a collection (the sync thread) must invalidate its inode. */
+    if (dir->kind == FS_NODE_COLLECTION)
+        fi->cache_readdir = fi->keep_cache = 1;
     fi->fh = (uintptr_t)handle;
     if (fuse_reply_open(req, fi) != 0)
         handle_free(handle);
@@ -1712,8 +1720,7 @@ static bool page_add(directory_page *page, fs_node *node, const char *name, cons
         struct fuse_entry_param entry = {.ino = node ? node->ino : 0, .attr = *st,
                                          .attr_timeout = attr_timeout};
         if (node)
-            entry.entry_timeout = node->kind == FS_NODE_SCRATCH || node->pending
-                                      ? 0 : FS_STABLE_TIMEOUT_SECONDS;
+            entry.entry_timeout = FS_STABLE_TIMEOUT_SECONDS;
         needed = fuse_add_direntry_plus(page->req, page->buffer + page->used, room, name, &entry,
                                         next_cookie);
     } else {

@@ -122,12 +122,36 @@ static int lock_data_directory(const char *directory, int *lock_fd)
     return 0;
 }
 
+/* Whether one of the -o arguments (each a comma-separated list) lets users
+ * other than the mounting one in. */
+static bool opens_to_other_users(const mount_options *options)
+{
+    for (size_t i = 0; i < options->fuse_option_count; i++) {
+        char list[1024];
+        snprintf(list, sizeof list, "%s", options->fuse_options[i]);
+        char *cursor = list;
+        for (char *option; (option = strsep(&cursor, ","));)
+            if (strcmp(option, "allow_other") == 0 || strcmp(option, "allow_root") == 0)
+                return true;
+    }
+    return false;
+}
+
+/*
+ * The kernel checks file modes itself (default_permissions) only when
+ * other users may enter the mount.  Otherwise FUSE already refuses every
+ * other user, root included, so the check protects nothing, and it costs
+ * GETATTR round trips on every create, rename and unlink (BENCHMARKS.md).
+ */
 static struct fuse_session *create_session(const mount_options *options, fs_context *fs)
 {
     struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+    const char *base_options = opens_to_other_users(options)
+                                   ? "default_permissions,fsname=realmfs,subtype=realmfs"
+                                   : "fsname=realmfs,subtype=realmfs";
     bool ok = fuse_opt_add_arg(&args, "realmfs") == 0 &&
               fuse_opt_add_arg(&args, "-o") == 0 &&
-              fuse_opt_add_arg(&args, "default_permissions,fsname=realmfs,subtype=realmfs") == 0;
+              fuse_opt_add_arg(&args, base_options) == 0;
     for (size_t i = 0; ok && i < options->fuse_option_count; i++)
         ok = fuse_opt_add_arg(&args, "-o") == 0 &&
              fuse_opt_add_arg(&args, options->fuse_options[i]) == 0;

@@ -554,6 +554,28 @@ rename_changes_id() {
   assert_equal 1 "$(jq '.collections[] | select(.name == "Moves") | .objects' "$M/.realmfs/status")"
 }
 
+# The kernel keeps collection listings (cache_readdir): each change must
+# show in the next listing of the same directory.
+listings_follow_every_change() {
+  new_collection Listed
+  local listing
+  listing() { ls -a "$M/Listed" | tr '\n' ' '; }
+  assert_equal ". .. " "$(listing)" "empty"
+  echo '{"v":1}' >"$M/Listed/a.json"
+  assert_equal ". .. a.json " "$(listing)" "after a create"
+  touch "$M/Listed/p.json"
+  assert_equal ". .. a.json p.json " "$(listing)" "with a pending file"
+  mv "$M/Listed/a.json" "$M/Listed/b.json"
+  assert_equal ". .. b.json p.json " "$(listing)" "after a rename"
+  echo '{"v":2}' >"$M/Listed/.b.json.swp"
+  assert_equal ". .. .b.json.swp b.json p.json " "$(listing)" "with a scratch file"
+  mv "$M/Listed/.b.json.swp" "$M/Listed/c.json"
+  assert_equal ". .. b.json c.json p.json " "$(listing)" "after a scratch file became an object"
+  rm "$M/Listed/b.json" "$M/Listed/p.json"
+  assert_equal ". .. c.json " "$(listing)" "after deletes"
+  assert_object "$M/Listed/c.json" '{"_id": "c", "v": 2}'
+}
+
 rename_across_collections() {
   new_collection From
   new_collection To
@@ -604,4 +626,5 @@ ok "3,000 objects are listed exactly once, in a stable order" many_objects_are_l
 ok "find -newer finds the updated object" find_newer_finds_updates
 ok "rename within a collection changes the _id" rename_changes_id
 ok "rename across collections is EXDEV; mv copies" rename_across_collections
+ok "a collection's listing follows every change" listings_follow_every_change
 finish
