@@ -160,6 +160,20 @@ int changeset_diff(const char *collection, const json_t *id, const json_t *old_d
                    size_t message_size);
 
 /*
+ * Replay one instruction, with the meanings listed at the top of this
+ * file, on *document: a plain document (or NULL when the object does not
+ * exist) that is not merged by clocks but follows instructions in the
+ * order they come, as a client's mirror of the server's documents does
+ * (docs/protocol.md).  create makes {"_id": id} when *document is NULL and
+ * keeps it otherwise; delete frees it and sets NULL; set and unset change
+ * it in place (a field that is replaced keeps its place; a new one goes
+ * last).  The instruction must follow the rules above (as changeset_parse
+ * and changeset_append check).  0 or -ENOMEM; after -ENOMEM the document
+ * may hold part of a set's path.
+ */
+int changeset_replay(const changeset_instruction *instruction, json_t **document);
+
+/*
  * Read the JSON form of a changeset (the wire and history format):
  *
  *   {"origin": 7, "client_version": 12, "timestamp": 1714560000000,

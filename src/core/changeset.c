@@ -585,6 +585,68 @@ int changeset_diff(const char *collection, const json_t *id, const json_t *old_d
 }
 
 /* ------------------------------------------------------------------------ */
+/* Replaying on plain documents                                              */
+
+/* The embedded document at field name of parent, made {} when it is
+ * missing or holds another value, so that a write under it has a place. */
+static json_t *changeset_replay_step(json_t *parent, const char *name, size_t length)
+{
+    char field[length + 1];
+    memcpy(field, name, length);
+    field[length] = '\0';
+    json_t *child = json_object_get(parent, field);
+    if (child && changeset_is_document(child))
+        return child;
+    child = json_object();
+    if (!child || json_object_set_new(parent, field, child) != 0)
+        return NULL;
+    return child;
+}
+
+static int changeset_replay_write(const changeset_instruction *instruction, json_t *document)
+{
+    json_t *parent = document;
+    const char *name = instruction->path;
+    for (const char *dot; (dot = strchr(name, '.')); name = dot + 1) {
+        parent = changeset_replay_step(parent, name, (size_t)(dot - name));
+        if (!parent)
+            return -ENOMEM;
+    }
+    if (instruction->operation == CHANGESET_UNSET) {
+        json_object_del(parent, name);
+        return 0;
+    }
+    json_t *value = json_deep_copy(instruction->value);
+    if (!value || json_object_set_new(parent, name, value) != 0)
+        return -ENOMEM;
+    return 0;
+}
+
+int changeset_replay(const changeset_instruction *instruction, json_t **document)
+{
+    switch (instruction->operation) {
+    case CHANGESET_CREATE:
+        if (*document)
+            return 0;
+        *document = json_object();
+        if (!*document || json_object_set(*document, "_id", instruction->id) != 0) {
+            json_decref(*document);
+            *document = NULL;
+            return -ENOMEM;
+        }
+        return 0;
+    case CHANGESET_DELETE:
+        json_decref(*document);
+        *document = NULL;
+        return 0;
+    case CHANGESET_SET:
+    case CHANGESET_UNSET:
+        return *document ? changeset_replay_write(instruction, *document) : 0;
+    }
+    return -EINVAL;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Reading JSON                                                              */
 
 /* Network input: a member we do not know might carry meaning we would

@@ -684,19 +684,87 @@ static void apply_diff_and_check(object_state *state, const json_t *old_document
     ck_assert_msg(changeset_diff(TEST_COLLECTION, object_state_id(state), old_document,
                                  new_document, &changeset, message, sizeof message) == 0,
                   "%s", message);
+    json_t *mirror = json_deep_copy(old_document);
+    ck_assert_ptr_nonnull(mirror);
     for (size_t i = 0; i < changeset.count; i++) {
         changeset_clock clock = changeset_instruction_clock(&changeset, i);
         ck_assert_int_ge(object_state_apply(state, &changeset.instructions[i], &clock), 0);
+        ck_assert_int_eq(changeset_replay(&changeset.instructions[i], &mirror), 0);
     }
     changeset_clear(&changeset);
     json_t *document = document_of(state);
     char *actual = pretty_of(document);
+    char *replayed = pretty_of(mirror);
     char *expected = pretty_of(new_document);
     ck_assert_str_eq(actual, expected);
+    ck_assert_str_eq(replayed, expected);
     free(actual);
+    free(replayed);
     free(expected);
     json_decref(document);
+    json_decref(mirror);
 }
+
+/* Replays instructions (a JSON array in the wire form) on start (NULL: no
+ * object) and checks the outcome (NULL: no object). */
+static void assert_replay(const char *start_text, const char *instructions_text,
+                          const char *expected_text)
+{
+    json_t *document = start_text ? value_of(start_text) : NULL;
+    json_t *raw = load(instructions_text);
+    json_t *wire = json_pack("{s:i, s:i, s:i, s:O}", "origin", 1, "client_version", 1,
+                             "timestamp", 1, "instructions", raw);
+    changeset changeset;
+    char message[256];
+    ck_assert_msg(changeset_parse(wire, &changeset, message, sizeof message) == 0, "%s",
+                  message);
+    for (size_t i = 0; i < changeset.count; i++)
+        ck_assert_int_eq(changeset_replay(&changeset.instructions[i], &document), 0);
+    if (!expected_text) {
+        ck_assert_ptr_null(document);
+    } else {
+        json_t *expected = value_of(expected_text);
+        char *actual_pretty = pretty_of(document);
+        char *expected_pretty = pretty_of(expected);
+        ck_assert_str_eq(actual_pretty, expected_pretty);
+        free(actual_pretty);
+        free(expected_pretty);
+        json_decref(expected);
+    }
+    changeset_clear(&changeset);
+    json_decref(wire);
+    json_decref(raw);
+    json_decref(document);
+}
+
+START_TEST(test_replay_follows_instructions_in_order)
+{
+    assert_replay(NULL,
+                  "[{'op': 'create', 'collection': 'Task', 'id': 1},"
+                  " {'op': 'set', 'collection': 'Task', 'id': 1, 'path': 'a', 'value': 1}]",
+                  "{'_id': 1, 'a': 1}");
+    assert_replay(NULL, "[{'op': 'set', 'collection': 'Task', 'id': 1, 'path': 'a', 'value': 1}]",
+                  NULL);
+    assert_replay("{'_id': 1, 'a': 1}", "[{'op': 'create', 'collection': 'Task', 'id': 1}]",
+                  "{'_id': 1, 'a': 1}");
+    assert_replay("{'_id': 1, 'a': 1}",
+                  "[{'op': 'delete', 'collection': 'Task', 'id': 1},"
+                  " {'op': 'create', 'collection': 'Task', 'id': 1},"
+                  " {'op': 'set', 'collection': 'Task', 'id': 1, 'path': 'b', 'value': 2}]",
+                  "{'_id': 1, 'b': 2}");
+    assert_replay("{'_id': 1, 'a': 'x', 'b': 1}",
+                  "[{'op': 'set', 'collection': 'Task', 'id': 1, 'path': 'a.c.d', 'value': 5}]",
+                  "{'_id': 1, 'a': {'c': {'d': 5}}, 'b': 1}");
+    assert_replay("{'_id': 1, 'a': {'$date': 5}}",
+                  "[{'op': 'unset', 'collection': 'Task', 'id': 1, 'path': 'a.b'}]",
+                  "{'_id': 1, 'a': {}}");
+    assert_replay("{'_id': 1, 'a': 1, 'b': 2}",
+                  "[{'op': 'unset', 'collection': 'Task', 'id': 1, 'path': 'a'},"
+                  " {'op': 'set', 'collection': 'Task', 'id': 1, 'path': 'a', 'value': 3}]",
+                  "{'_id': 1, 'b': 2, 'a': 3}");
+    assert_replay("{'_id': 1}", "[{'op': 'delete', 'collection': 'Task', 'id': 1}]", NULL);
+}
+END_TEST
 
 static void assert_diff_round_trip(const char *old_text, const char *new_text)
 {
@@ -1707,6 +1775,7 @@ Suite *unit_suite(void)
     tcase_add_test(diff, test_diff_round_trips);
     tcase_add_test(diff, test_diff_random_round_trips);
     tcase_add_test(diff, test_diff_errors);
+    tcase_add_test(diff, test_replay_follows_instructions_in_order);
     suite_add_tcase(suite, diff);
 
     TCase *json = tcase_create("json");
