@@ -237,6 +237,14 @@ const json_t *object_state_id(const object_state *state);
 int object_state_apply(object_state *state, const changeset_instruction *instruction,
                        const changeset_clock *clock);
 
+/* As object_state_apply, without finding out whether the visible document
+ * changed, which costs building it twice: for callers that compare
+ * documents once after many instructions.  1 when the state took the
+ * instruction, 0 when it already held it (or something later), or the
+ * errors of object_state_apply. */
+int object_state_join_instruction(object_state *state, const changeset_instruction *instruction,
+                                  const changeset_clock *clock);
+
 /* The visible document in *document (a new reference, "_id" first), or
  * NULL there when the object does not exist.  0 or -ENOMEM. */
 int object_state_document(const object_state *state, json_t **document);

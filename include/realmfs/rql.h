@@ -67,6 +67,17 @@ int rql_visit_fields(const rql_query *query, int (*visit)(const char *path, void
 int rql_add_fields(const rql_query *query, ejson_field_set *fields);
 
 /*
+ * Whether the query only matches documents whose top-level field holds
+ * one of some given values: the query is, or ANDs at its top level
+ * (through nested ANDs), a case-sensitive "field == literal", "literal ==
+ * field" or "field IN {...}" on a field that is not a list.  Flexible Sync requires
+ * this of queries on a collection that has the app's indexed queryable
+ * field.  An OR, a NOT or a quantifier above the comparison does not
+ * count: it would let documents with other values through.
+ */
+bool rql_requires_field_equality(const rql_query *query, const char *field);
+
+/*
  * The canonical text of the query: keywords in upper case, parameters
  * replaced by their values, strings in double quotes, dates as
  * T<seconds>:<nanoseconds>, parentheses only where needed.  Parsing the

@@ -57,4 +57,15 @@ int schema_check(const json_t *schema, char *message, size_t message_size);
 int schema_validate_document(const json_t *schema, json_t *document,
                              char *message, size_t message_size);
 
+/*
+ * Remove, in place, every field the schema does not name: at the top level
+ * and in the embedded documents below it (array elements included), each
+ * document whose schema node has "properties" loses the fields those
+ * properties lack.  Values are not checked; schema_validate_document does
+ * that.  This is how the sync server keeps fields a client cannot know out
+ * of what it sends.  Returns the number of fields removed, or -EINVAL when
+ * document is not a document.
+ */
+int schema_strip_unknown_fields(const json_t *schema, json_t *document);
+
 #endif

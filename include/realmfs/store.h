@@ -36,11 +36,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "realmfs/changeset.h"
+#include "realmfs/protocol.h"
+
 typedef struct store store;
 
 typedef struct store_options {
     bool read_only;
     uint64_t map_size; /* bytes the store may grow to; 0 = 64 GiB */
+    /* Keep sync state ("Sync state" below).  A store once opened synced
+     * stays synced: later opens with synced false still queue changes,
+     * so that no local write is ever left out of the outbox. */
+    bool synced;
 } store_options;
 
 typedef struct store_object_info {
@@ -147,5 +154,165 @@ int store_delete_schema(store *store, const char *collection);
 int store_list_schemas(store *store,
                        int (*visit)(const char *collection, void *context),
                        void *context);
+
+/* ------------------------------------------------------------------
+ * Sync state (stores opened with store_options.synced; every function
+ * below gives -EINVAL on a store that is not synced)
+ *
+ * A synced store keeps, in the same LMDB environment as the objects:
+ *
+ *   mirror         the server's document per object in view, as of the
+ *                  last applied download (docs/protocol.md, "What
+ *                  downloads carry")
+ *   outbox         the local changesets not yet acknowledged, by client
+ *                  version (1, 2, ...), in the JSON form of changeset.h
+ *   subscriptions  (collection, name) -> RQL text, with a version bumped
+ *                  on every change of the set
+ *   progress       the numbers of store_sync_progress
+ *
+ * Queuing: every store_put_object, store_delete_object and
+ * store_rename_object on a synced store also appends, in the same
+ * transaction, the changeset turning the old visible document into the
+ * new one (changeset_diff); a write that changes no field appends
+ * nothing.  So a successful write is committed and queued at once.  A
+ * rename appends one changeset: delete of the old id, create of the new.
+ * Changeset timestamps strictly increase per store (the wall clock in ms,
+ * or the previous timestamp + 1 when the clock has not moved on).
+ *
+ * Visible documents: the visible text of an object is always the mirror
+ * document with the instructions of the outbox changesets that touch it
+ * replayed on top (changeset_replay, in client-version order), so a
+ * remote change never hides a local change that is not acknowledged yet.
+ * ------------------------------------------------------------------ */
+
+/* How long a held delete waits in the outbox before it may be uploaded,
+ * giving an editor's save cycle time to write the object again. */
+#define STORE_HELD_DELETE_MS 2000
+
+typedef struct store_sync_progress {
+    uint64_t file_identity;                    /* 0 until the server allocated one */
+    uint64_t last_server_version;              /* download progress, for bind */
+    uint64_t last_acknowledged_client_version; /* bind.last_integrated_client_version */
+    uint64_t next_client_version;              /* the version the next local changeset gets */
+    uint64_t subscriptions_version;            /* 0 while no subscription was ever written */
+    uint64_t accepted_query_version;           /* the latest set the server accepted */
+    uint64_t refused_query_version;            /* the latest set the server refused, or 0 */
+    uint64_t outbox_changesets;                /* changesets waiting for an acknowledgement */
+    /* The server's message for refused_query_version; "" when
+     * accepted_query_version is later (the error was fixed). */
+    char query_error[512];
+} store_sync_progress;
+
+int store_get_sync_progress(store *store, store_sync_progress *progress);
+
+/* Keep the identity the server allocated (ident).  -EINVAL for 0 or
+ * above INT64_MAX; -EEXIST when the store has another identity already. */
+int store_set_file_identity(store *store, uint64_t identity);
+
+/*
+ * Record the server's answer to the subscription set of query_version:
+ * accepted (its bootstrap was applied; store_apply_download does this by
+ * itself for a last_in_batch download of a newer query_version) or
+ * refused with the server's message (query_error, copied, truncated).
+ * Versions only grow: an answer older than the one recorded is ignored.
+ */
+int store_set_query_result(store *store, uint64_t query_version, bool accepted,
+                           const char *message);
+
+/*
+ * Visit the outbox changesets with client_version > after_client_version
+ * in client-version order, at most max_changesets of them (0: no limit),
+ * with origin set to the file identity.  The walk stops before a held
+ * delete that is younger than STORE_HELD_DELETE_MS at now_ms (ms since
+ * the epoch, CLOCK_REALTIME as the store's timestamps), so that nothing
+ * after it is uploaded before it.  The changeset is valid only during the
+ * visit (take what you keep: the visitor may move its instructions out
+ * and clear it).  visit must not write to the store.  A non-zero return
+ * stops the walk and is returned; else the number of changesets visited.
+ * -EAGAIN while the store has no file identity.
+ */
+int store_scan_outbox(store *store, uint64_t after_client_version, size_t max_changesets,
+                      int64_t now_ms,
+                      int (*visit)(const changeset *changeset, void *context),
+                      void *context);
+
+/*
+ * As store_delete_object, but the queued delete is "held": when the same
+ * object is written again within STORE_HELD_DELETE_MS, while the held
+ * delete is still the newest outbox changeset for the object, the two
+ * become ONE changeset, the diff from the deleted document to the new one
+ * (an editor's save cycle reaches the server as one update).  On a store
+ * that is not synced it is store_delete_object.
+ */
+int store_delete_object_held(store *store, const char *collection, const json_t *id);
+
+/*
+ * Subscriptions: named RQL predicates per collection.  The collection
+ * need not exist; collection names follow the rules above; a name is 1 to
+ * 255 bytes without NUL and '/'; query is NUL-terminated, not empty
+ * (-EINVAL), and not checked here (the caller parses it).  Every call
+ * that changes the set increments subscriptions_version; a call that
+ * changes nothing (same query, rename to the same name) does not.
+ *   put:     create or replace
+ *   delete:  -ENOENT when there is none
+ *   rename:  -ENOENT when old_name has none; replaces new_name's
+ *   get:     *query malloc'd, NUL-terminated; -ENOENT when none
+ *   list:    in byte order of (collection, name), so each collection's
+ *            subscriptions come together; a non-zero return from visit
+ *            stops the walk and is returned
+ */
+int store_put_subscription(store *store, const char *collection, const char *name,
+                           const char *query);
+int store_delete_subscription(store *store, const char *collection, const char *name);
+int store_rename_subscription(store *store, const char *collection, const char *old_name,
+                              const char *new_name);
+int store_get_subscription(store *store, const char *collection, const char *name,
+                           char **query);
+int store_list_subscriptions(store *store,
+                             int (*visit)(const char *collection, const char *name,
+                                          const char *query, void *context),
+                             void *context);
+
+/* A new subscriptions_version for the same set, in *version: for sending
+ * the set again after a connection was lost during its bootstrap (the
+ * server wants a greater query_version each time). */
+int store_bump_subscriptions_version(store *store, uint64_t *version);
+
+/* An object a download touched.  existed/exists: whether it was visible
+ * before and is after. */
+typedef struct store_download_change {
+    char *collection;
+    json_t *id;
+    bool existed;
+    bool exists;
+} store_download_change;
+
+/*
+ * Apply one download message, in one transaction:
+ *
+ *  - last_in_batch false: the message is staged; nothing visible changes
+ *    (*change_count 0).
+ *  - last_in_batch true: the staged messages, then this one: the mirror
+ *    follows their changesets (changeset_replay); outbox changesets up to
+ *    last_integrated_client_version are dropped; every object they or the
+ *    download touched becomes mirror + pending outbox instructions (its
+ *    canonical pretty text, or deleted; a collection that does not exist
+ *    is created); last_server_version, the acknowledged client version
+ *    and the accepted query version advance.
+ *
+ * *changes (malloc'd, free with store_free_download_changes) lists the
+ * objects whose visible text changed, in no particular order, so the
+ * caller can invalidate caches.  -EINVAL when the store has no file
+ * identity or the download goes backwards (a server_version below
+ * last_server_version); -EPROTO (with a message) when a changeset cannot
+ * apply (a text the mirror cannot take).  On failure nothing changes.
+ */
+int store_apply_download(store *store, const protocol_download_body *download,
+                         store_download_change **changes, size_t *change_count);
+void store_free_download_changes(store_download_change *changes, size_t change_count);
+
+/* Forget staged download messages: call when (re)binding, since the
+ * server starts a cut batch again from last_server_version. */
+int store_discard_staged_downloads(store *store);
 
 #endif

@@ -20,18 +20,18 @@
 #include "realmfs/auth.h"
 #include "realmfs/value.h"
 
+#include "lmdb_support.h"
+
 #include <argon2.h>
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
 #include <lmdb.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
-#include <sys/stat.h>
 #include <time.h>
 
 enum {
@@ -51,7 +51,6 @@ _Static_assert(AUTH_API_KEY_SIZE == ID_LENGTH + 1 + SECRET_LENGTH + 1,
 
 #define MAP_SIZE ((size_t)4 << 30)
 #define FORMAT_VERSION UINT64_C(1)
-#define META_FORMAT "format"
 #define TYPE_NORMAL "normal"
 #define TYPE_SERVER "server"
 #define HEADER_FORMS \
@@ -72,9 +71,8 @@ struct auth {
 /* One public call: the operation its error messages start with, and the
  * one transaction every step of it runs in. */
 typedef struct auth_call {
+    lmdb_call lmdb;
     auth *auth;
-    const char *operation; /* "add user" */
-    MDB_txn *transaction;
 } auth_call;
 
 enum access { READ, WRITE };
@@ -88,52 +86,25 @@ typedef struct text_span {
 /* ------------------------------------------------------------------ */
 /* Errors                                                              */
 
-static _Thread_local char last_error[512];
+static _Thread_local lmdb_error_message last_error;
 
 const char *auth_last_error(void)
 {
-    return last_error;
+    return last_error.text;
 }
 
-/* Sets auth_last_error() to "<operation>: <message>" and returns error.
- * Callers never pass secrets. */
-__attribute__((format(printf, 3, 4)))
-static int fail(const auth_call *call, int error, const char *format, ...)
+/* Messages read "<operation>: <message>"; callers never pass secrets. */
+static auth_call new_call(auth *auth, const char *operation)
 {
-    int used = snprintf(last_error, sizeof last_error, "%s: ", call->operation);
-    if (used < 0 || (size_t)used >= sizeof last_error)
-        return error;
-    va_list arguments;
-    va_start(arguments, format);
-    vsnprintf(last_error + used, sizeof last_error - (size_t)used, format, arguments);
-    va_end(arguments);
-    return error;
+    return (auth_call){
+        .lmdb = { .last_error = &last_error, .operation = operation },
+        .auth = auth,
+    };
 }
 
 static int fail_out_of_memory(const auth_call *call)
 {
-    return fail(call, -ENOMEM, "out of memory");
-}
-
-/* mdb_* functions return either their own negative MDB_* codes or a
- * positive errno; auth.h promises a negative errno for both. */
-static int fail_lmdb(const auth_call *call, int code, const char *lmdb_function)
-{
-    int error;
-    switch (code) {
-    case MDB_NOTFOUND:
-        error = -ENOENT;
-        break;
-    case MDB_KEYEXIST:
-        error = -EEXIST;
-        break;
-    case MDB_MAP_FULL:
-        error = -ENOSPC;
-        break;
-    default:
-        error = code > 0 ? -code : -EIO;
-    }
-    return fail(call, error, "%s: %s", lmdb_function, mdb_strerror(code));
+    return lmdb_fail(&call->lmdb, -ENOMEM, "out of memory");
 }
 
 /* A hash that cannot be decoded is a damaged record; other refusals come
@@ -153,7 +124,7 @@ static int fail_argon2(const auth_call *call, int code, const char *argon2_funct
     default:
         error = -EINVAL;
     }
-    return fail(call, error, "%s: %s", argon2_function, argon2_error_message(code));
+    return lmdb_fail(&call->lmdb, error, "%s: %s", argon2_function, argon2_error_message(code));
 }
 
 /* ------------------------------------------------------------------ */
@@ -162,29 +133,12 @@ static int fail_argon2(const auth_call *call, int code, const char *argon2_funct
 /* finish_transaction() must follow whenever this succeeds. */
 static int begin_transaction(auth_call *call, enum access access)
 {
-    int code = mdb_txn_begin(call->auth->environment, NULL,
-                             access == WRITE ? 0 : MDB_RDONLY, &call->transaction);
-    if (code != 0)
-        return fail_lmdb(call, code, "mdb_txn_begin");
-    return 0;
+    return lmdb_call_begin(&call->lmdb, call->auth->environment, access == WRITE);
 }
 
-/* Every path through a call ends here, so an error can never leave a
- * transaction open (a write transaction would block every other writer).
- * Commits on result 0, aborts otherwise; returns result or the commit's
- * error. */
 static int finish_transaction(auth_call *call, int result)
 {
-    MDB_txn *transaction = call->transaction;
-    call->transaction = NULL;
-    if (result != 0) {
-        mdb_txn_abort(transaction);
-        return result;
-    }
-    int code = mdb_txn_commit(transaction);
-    if (code != 0)
-        return fail_lmdb(call, code, "mdb_txn_commit");
-    return 0;
+    return lmdb_call_finish(&call->lmdb, result);
 }
 
 /* ------------------------------------------------------------------ */
@@ -201,7 +155,7 @@ static int fill_random(const auth_call *call, void *buffer, size_t size)
             continue;
         if (got < 0) {
             int error = errno;
-            return fail(call, -error, "getrandom: %s", strerror(error));
+            return lmdb_fail(&call->lmdb, -error, "getrandom: %s", strerror(error));
         }
         next += got;
         size -= (size_t)got;
@@ -255,7 +209,7 @@ static int current_time_ms(const auth_call *call, int64_t *milliseconds)
     struct timespec now;
     if (clock_gettime(CLOCK_REALTIME, &now) != 0) {
         int error = errno;
-        return fail(call, -error, "clock_gettime: %s", strerror(error));
+        return lmdb_fail(&call->lmdb, -error, "clock_gettime: %s", strerror(error));
     }
     *milliseconds = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
     return 0;
@@ -305,10 +259,10 @@ static bool normalize_email(const char *email, char out[AUTH_EMAIL_MAX + 1])
 static int check_email(const auth_call *call, const char *email, char out[AUTH_EMAIL_MAX + 1])
 {
     if (email == NULL || !normalize_email(email, out))
-        return fail(call, -EINVAL,
-                    "not a valid email address: one '@' with text on both sides, "
-                    "no whitespace or control characters, at most %d bytes",
-                    AUTH_EMAIL_MAX);
+        return lmdb_fail(&call->lmdb, -EINVAL,
+                         "not a valid email address: one '@' with text on both sides, "
+                         "no whitespace or control characters, at most %d bytes",
+                         AUTH_EMAIL_MAX);
     return 0;
 }
 
@@ -321,7 +275,7 @@ static bool is_acceptable_password(const char *password)
 static int check_password(const auth_call *call, const char *password)
 {
     if (!is_acceptable_password(password))
-        return fail(call, -EINVAL, "a password has 1 to %d bytes", AUTH_PASSWORD_MAX);
+        return lmdb_fail(&call->lmdb, -EINVAL, "a password has 1 to %d bytes", AUTH_PASSWORD_MAX);
     return 0;
 }
 
@@ -332,15 +286,16 @@ static int check_name(const auth_call *call, const char *name)
     for (size_t index = 0; valid && index < length; index++)
         valid = !is_control(name[index]);
     if (!valid)
-        return fail(call, -EINVAL, "an API key name has 1 to %d bytes and no control characters",
-                    AUTH_NAME_MAX);
+        return lmdb_fail(&call->lmdb, -EINVAL,
+                         "an API key name has 1 to %d bytes and no control characters",
+                         AUTH_NAME_MAX);
     return 0;
 }
 
 static int check_id(const auth_call *call, const char *id, const char *what)
 {
     if (id == NULL || !is_id(id))
-        return fail(call, -EINVAL, "not a %s id (24 lowercase hex digits)", what);
+        return lmdb_fail(&call->lmdb, -EINVAL, "not a %s id (24 lowercase hex digits)", what);
     return 0;
 }
 
@@ -390,51 +345,26 @@ static int verify_secret(const auth_call *call, const char *encoded, const char 
 /* ------------------------------------------------------------------ */
 /* Records                                                             */
 
-static MDB_val text_key(const char *text)
-{
-    return (MDB_val){ .mv_size = strlen(text), .mv_data = (void *)text };
-}
-
-static int parse_record(const auth_call *call, const MDB_val *value, json_t **record)
-{
-    json_error_t error;
-    *record = json_loadb(value->mv_data, value->mv_size, JSON_REJECT_DUPLICATES, &error);
-    if (*record == NULL || !json_is_object(*record)) {
-        json_decref(*record);
-        *record = NULL;
-        return fail(call, -EIO, "damaged record: %s", error.text);
-    }
-    return 0;
-}
-
 /* *record is a new reference; -ENOENT names what is missing. */
 static int load_record(const auth_call *call, MDB_dbi database, const char *what,
                        const char *id, json_t **record)
 {
-    MDB_val key = text_key(id);
+    MDB_val key = lmdb_text_value(id);
     MDB_val value;
-    int code = mdb_get(call->transaction, database, &key, &value);
+    int code = mdb_get(call->lmdb.transaction, database, &key, &value);
     if (code == MDB_NOTFOUND)
-        return fail(call, -ENOENT, "no %s %s", what, id);
+        return lmdb_fail(&call->lmdb, -ENOENT, "no %s %s", what, id);
     if (code != 0)
-        return fail_lmdb(call, code, "mdb_get");
-    return parse_record(call, &value, record);
+        return lmdb_fail_mdb(&call->lmdb, code, "mdb_get");
+    return lmdb_parse_json_record(&call->lmdb, &value, record);
 }
 
 /* flags: 0 to replace, MDB_NOOVERWRITE to insert. */
 static int save_record(const auth_call *call, MDB_dbi database, const char *id,
                        const json_t *record, unsigned int flags)
 {
-    char *text = json_dumps(record, JSON_COMPACT);
-    if (text == NULL)
-        return fail_out_of_memory(call);
-    MDB_val key = text_key(id);
-    MDB_val value = text_key(text);
-    int code = mdb_put(call->transaction, database, &key, &value, flags);
-    free(text);
-    if (code != 0)
-        return fail_lmdb(call, code, "mdb_put");
-    return 0;
+    MDB_val key = lmdb_text_value(id);
+    return lmdb_put_json_record(&call->lmdb, database, &key, record, flags);
 }
 
 /* Replaces one field of a stored record. */
@@ -464,22 +394,19 @@ static int for_each_record(const auth_call *call, MDB_dbi database,
                            void *context)
 {
     MDB_cursor *cursor;
-    int code = mdb_cursor_open(call->transaction, database, &cursor);
+    int code = mdb_cursor_open(call->lmdb.transaction, database, &cursor);
     if (code != 0)
-        return fail_lmdb(call, code, "mdb_cursor_open");
+        return lmdb_fail_mdb(&call->lmdb, code, "mdb_cursor_open");
     int result = 0;
     MDB_val key, value;
     while (result == 0 && (code = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)) == 0) {
         json_t *record;
-        result = parse_record(call, &value, &record);
+        result = lmdb_parse_json_record(&call->lmdb, &value, &record);
         if (result == 0)
             result = each(call, record, context);
         json_decref(record);
     }
-    mdb_cursor_close(cursor);
-    if (result == 0 && code != MDB_NOTFOUND)
-        return fail_lmdb(call, code, "mdb_cursor_get");
-    return result;
+    return lmdb_cursor_finish(&call->lmdb, cursor, result, code, "mdb_cursor_get");
 }
 
 /* ------------------------------------------------------------------ */
@@ -505,7 +432,7 @@ static int user_from_record(const auth_call *call, json_t *record, auth_user *us
     if (json_unpack(record, "{s:s, s?s, s:s, s:I, s:b}", "id", &id, "email", &email,
                     "type", &type, "created", &created, "disabled", &disabled) != 0 ||
         !is_id(id) || !is_user_type(type))
-        return fail(call, -EIO, "damaged user record");
+        return lmdb_fail(&call->lmdb, -EIO, "damaged user record");
     if (email != NULL && (user->email = strdup(email)) == NULL)
         return fail_out_of_memory(call);
     memcpy(user->id, id, AUTH_ID_SIZE);
@@ -519,13 +446,13 @@ static int user_from_record(const auth_call *call, json_t *record, auth_user *us
  * address is taken. */
 static int insert_email(const auth_call *call, const char *email, const char *user_id)
 {
-    MDB_val key = text_key(email);
-    MDB_val value = text_key(user_id);
-    int code = mdb_put(call->transaction, call->auth->emails, &key, &value, MDB_NOOVERWRITE);
+    MDB_val key = lmdb_text_value(email);
+    MDB_val value = lmdb_text_value(user_id);
+    int code = mdb_put(call->lmdb.transaction, call->auth->emails, &key, &value, MDB_NOOVERWRITE);
     if (code == MDB_KEYEXIST)
-        return fail(call, -EEXIST, "a user with the email address %s exists", email);
+        return lmdb_fail(&call->lmdb, -EEXIST, "a user with the email address %s exists", email);
     if (code != 0)
-        return fail_lmdb(call, code, "mdb_put");
+        return lmdb_fail_mdb(&call->lmdb, code, "mdb_put");
     return 0;
 }
 
@@ -566,16 +493,16 @@ static int load_user_by_id(const auth_call *call, const char *id, json_t **recor
 /* The stored user record of a normalized email address. */
 static int load_user_by_email(const auth_call *call, const char *email, json_t **record)
 {
-    MDB_val key = text_key(email);
+    MDB_val key = lmdb_text_value(email);
     MDB_val value;
-    int code = mdb_get(call->transaction, call->auth->emails, &key, &value);
+    int code = mdb_get(call->lmdb.transaction, call->auth->emails, &key, &value);
     if (code == MDB_NOTFOUND)
-        return fail(call, -ENOENT, "no user with the email address %s", email);
+        return lmdb_fail(&call->lmdb, -ENOENT, "no user with the email address %s", email);
     if (code != 0)
-        return fail_lmdb(call, code, "mdb_get");
+        return lmdb_fail_mdb(&call->lmdb, code, "mdb_get");
     char id[AUTH_ID_SIZE];
     if (value.mv_size != ID_LENGTH || !is_lowercase_hex(value.mv_data, ID_LENGTH))
-        return fail(call, -EIO, "damaged email index entry for %s", email);
+        return lmdb_fail(&call->lmdb, -EIO, "damaged email index entry for %s", email);
     memcpy(id, value.mv_data, ID_LENGTH);
     id[ID_LENGTH] = '\0';
     return load_user_by_id(call, id, record);
@@ -603,7 +530,7 @@ static int add_user(auth_call *call, const char *email, const char *password,
 int auth_add_user(auth *auth, const char *email, const char *password,
                   char user_id_out[AUTH_ID_SIZE])
 {
-    auth_call call = { .auth = auth, .operation = "add user" };
+    auth_call call = new_call(auth, "add user");
     char normalized[AUTH_EMAIL_MAX + 1];
     int result = check_email(&call, email, normalized);
     if (result == 0)
@@ -621,7 +548,8 @@ static int require_email(const auth_call *call, const char *user_id)
     if (result != 0)
         return result;
     if (json_object_get(record, "email") == NULL)
-        result = fail(call, -EINVAL, "user %s has no email address to log in with", user_id);
+        result = lmdb_fail(&call->lmdb, -EINVAL, "user %s has no email address to log in with",
+                           user_id);
     json_decref(record);
     return result;
 }
@@ -646,7 +574,7 @@ static int set_password(auth_call *call, const char *user_id, const char *passwo
 
 int auth_set_password(auth *auth, const char *user_id, const char *password)
 {
-    auth_call call = { .auth = auth, .operation = "set password" };
+    auth_call call = new_call(auth, "set password");
     int result = check_id(&call, user_id, "user");
     if (result == 0)
         result = check_password(&call, password);
@@ -668,13 +596,13 @@ static int set_user_disabled(auth_call *call, const char *user_id, bool disabled
 
 int auth_disable_user(auth *auth, const char *user_id)
 {
-    auth_call call = { .auth = auth, .operation = "disable user" };
+    auth_call call = new_call(auth, "disable user");
     return set_user_disabled(&call, user_id, true);
 }
 
 int auth_enable_user(auth *auth, const char *user_id)
 {
-    auth_call call = { .auth = auth, .operation = "enable user" };
+    auth_call call = new_call(auth, "enable user");
     return set_user_disabled(&call, user_id, false);
 }
 
@@ -700,7 +628,7 @@ static int find_user(auth_call *call, auth_user *user, const char *key,
 
 int auth_find_user(auth *auth, const char *user_id, auth_user *user)
 {
-    auth_call call = { .auth = auth, .operation = "find user" };
+    auth_call call = new_call(auth, "find user");
     memset(user, 0, sizeof *user);
     int result = check_id(&call, user_id, "user");
     if (result != 0)
@@ -710,7 +638,7 @@ int auth_find_user(auth *auth, const char *user_id, auth_user *user)
 
 int auth_find_user_by_email(auth *auth, const char *email, auth_user *user)
 {
-    auth_call call = { .auth = auth, .operation = "find user" };
+    auth_call call = new_call(auth, "find user");
     memset(user, 0, sizeof *user);
     char normalized[AUTH_EMAIL_MAX + 1];
     int result = check_email(&call, email, normalized);
@@ -721,7 +649,7 @@ int auth_find_user_by_email(auth *auth, const char *email, auth_user *user)
 
 int auth_create_anonymous_user(auth *auth, auth_user *user)
 {
-    auth_call call = { .auth = auth, .operation = "create anonymous user" };
+    auth_call call = new_call(auth, "create anonymous user");
     memset(user, 0, sizeof *user);
     json_t *record = NULL;
     int result = begin_transaction(&call, WRITE);
@@ -754,7 +682,7 @@ static int visit_user(const auth_call *call, json_t *record, void *context)
 int auth_list_users(auth *auth, int (*visit)(const auth_user *user, void *context),
                     void *context)
 {
-    auth_call call = { .auth = auth, .operation = "list users" };
+    auth_call call = new_call(auth, "list users");
     user_visit user_visit = { .visit = visit, .context = context };
     int result = begin_transaction(&call, READ);
     if (result != 0)
@@ -779,7 +707,7 @@ static int api_key_from_record(const auth_call *call, json_t *record, auth_api_k
     if (json_unpack(record, "{s:s, s:s, s:s, s:I, s:b}", "id", &id, "name", &name,
                     "user_id", &user_id, "created", &created, "disabled", &disabled) != 0 ||
         !is_id(id) || !is_id(user_id))
-        return fail(call, -EIO, "damaged API key record");
+        return lmdb_fail(&call->lmdb, -EIO, "damaged API key record");
     if ((key->name = strdup(name)) == NULL)
         return fail_out_of_memory(call);
     memcpy(key->id, id, AUTH_ID_SIZE);
@@ -858,7 +786,7 @@ static int add_api_key(auth_call *call, const char *name, const char *owner_user
 int auth_add_api_key(auth *auth, const char *name, const char *owner_user_id,
                      char key_out[AUTH_API_KEY_SIZE], char key_id_out[AUTH_ID_SIZE])
 {
-    auth_call call = { .auth = auth, .operation = "add API key" };
+    auth_call call = new_call(auth, "add API key");
     int result = check_name(&call, name);
     if (result == 0 && owner_user_id != NULL)
         result = check_id(&call, owner_user_id, "user");
@@ -869,7 +797,7 @@ int auth_add_api_key(auth *auth, const char *name, const char *owner_user_id,
 
 int auth_revoke_api_key(auth *auth, const char *key_id)
 {
-    auth_call call = { .auth = auth, .operation = "revoke API key" };
+    auth_call call = new_call(auth, "revoke API key");
     int result = check_id(&call, key_id, "API key");
     if (result == 0)
         result = begin_transaction(&call, WRITE);
@@ -898,7 +826,7 @@ static int visit_api_key(const auth_call *call, json_t *record, void *context)
 int auth_list_api_keys(auth *auth, int (*visit)(const auth_api_key *key, void *context),
                        void *context)
 {
-    auth_call call = { .auth = auth, .operation = "list API keys" };
+    auth_call call = new_call(auth, "list API keys");
     api_key_visit key_visit = { .visit = visit, .context = context };
     int result = begin_transaction(&call, READ);
     if (result != 0)
@@ -957,9 +885,11 @@ static int read_api_key_login(const auth_call *call, const char *key_id, login_r
         return result;
     const char *user_id = json_string_value(json_object_get(records->api_key, "user_id"));
     if (user_id == NULL)
-        return fail(call, -EIO, "damaged API key record");
+        return lmdb_fail(&call->lmdb, -EIO, "damaged API key record");
     result = load_user_by_id(call, user_id, &records->user);
-    return result == -ENOENT ? fail(call, -EIO, "API key %s has no user", key_id) : result;
+    if (result == -ENOENT)
+        return lmdb_fail(&call->lmdb, -EIO, "API key %s has no user", key_id);
+    return result;
 }
 
 /* The user of a matched credential, unless it is disabled. */
@@ -967,7 +897,7 @@ static int accept_login(const auth_call *call, json_t *user_record, auth_user *u
 {
     int result = user_from_record(call, user_record, user);
     if (result == 0 && user->disabled)
-        result = fail(call, -EACCES, "the user is disabled");
+        result = lmdb_fail(&call->lmdb, -EACCES, "the user is disabled");
     if (result != 0)
         auth_user_clear(user);
     return result;
@@ -994,7 +924,7 @@ static int verify_password(auth_call *call, const char *email, const char *passw
     if (result == 0)
         result = verify_secret(call, record_string(records.user, "password_hash"), password);
     if (result == -EACCES)
-        result = fail(call, -EACCES, "wrong email address or password");
+        result = lmdb_fail(&call->lmdb, -EACCES, "wrong email address or password");
     if (result == 0)
         result = accept_login(call, records.user, user);
     login_records_release(&records);
@@ -1003,10 +933,10 @@ static int verify_password(auth_call *call, const char *email, const char *passw
 
 int auth_verify_password(auth *auth, const char *email, const char *password, auth_user *user)
 {
-    auth_call call = { .auth = auth, .operation = "log in with a password" };
+    auth_call call = new_call(auth, "log in with a password");
     memset(user, 0, sizeof *user);
     if (!is_acceptable_password(password))
-        return fail(&call, -EACCES, "wrong email address or password");
+        return lmdb_fail(&call.lmdb, -EACCES, "wrong email address or password");
     char normalized[AUTH_EMAIL_MAX + 1];
     bool valid_email = email != NULL && normalize_email(email, normalized);
     return verify_password(&call, valid_email ? normalized : NULL, password, user);
@@ -1023,9 +953,9 @@ static int verify_api_key(auth_call *call, const char *api_key, auth_user *user)
     if (result == 0)
         result = verify_secret(call, record_string(records.api_key, "secret_hash"), secret);
     if (result == -EACCES)
-        result = fail(call, -EACCES, "unknown API key or wrong secret");
+        result = lmdb_fail(&call->lmdb, -EACCES, "unknown API key or wrong secret");
     if (result == 0 && record_disabled(records.api_key))
-        result = fail(call, -EACCES, "the API key is revoked");
+        result = lmdb_fail(&call->lmdb, -EACCES, "the API key is revoked");
     if (result == 0)
         result = accept_login(call, records.user, user);
     login_records_release(&records);
@@ -1034,10 +964,10 @@ static int verify_api_key(auth_call *call, const char *api_key, auth_user *user)
 
 int auth_verify_api_key(auth *auth, const char *api_key, auth_user *user)
 {
-    auth_call call = { .auth = auth, .operation = "log in with an API key" };
+    auth_call call = new_call(auth, "log in with an API key");
     memset(user, 0, sizeof *user);
     if (api_key == NULL || !is_api_key(api_key, strnlen(api_key, AUTH_API_KEY_SIZE)))
-        return fail(&call, -EACCES, "not a realmfs API key");
+        return lmdb_fail(&call.lmdb, -EACCES, "not a realmfs API key");
     return verify_api_key(&call, api_key, user);
 }
 
@@ -1051,9 +981,9 @@ int auth_authenticate(auth *auth, const auth_credentials *credentials, auth_user
     case APP_AUTH_API_KEY:
         return auth_verify_api_key(auth, credentials->api_key, user);
     default: {
-        auth_call call = { .auth = auth, .operation = "log in" };
+        auth_call call = new_call(auth, "log in");
         memset(user, 0, sizeof *user);
-        return fail(&call, -EINVAL, "unknown provider %d", (int)credentials->provider);
+        return lmdb_fail(&call.lmdb, -EINVAL, "unknown provider %d", (int)credentials->provider);
     }
     }
 }
@@ -1150,15 +1080,18 @@ static int split_basic_credentials(const auth_call *call, const uint8_t *decoded
 {
     const uint8_t *colon = memchr(decoded, ':', length);
     if (colon == NULL)
-        return fail(call, -EINVAL, "the Basic credentials have no ':' after the email address");
+        return lmdb_fail(&call->lmdb, -EINVAL,
+                         "the Basic credentials have no ':' after the email address");
     if (memchr(decoded, '\0', length) != NULL)
-        return fail(call, -EINVAL, "the Basic credentials contain a NUL byte");
+        return lmdb_fail(&call->lmdb, -EINVAL, "the Basic credentials contain a NUL byte");
     size_t email_length = (size_t)(colon - decoded);
     size_t password_length = length - email_length - 1;
     if (email_length == 0 || email_length > AUTH_EMAIL_MAX)
-        return fail(call, -EINVAL, "the email address must have 1 to %d bytes", AUTH_EMAIL_MAX);
+        return lmdb_fail(&call->lmdb, -EINVAL, "the email address must have 1 to %d bytes",
+                         AUTH_EMAIL_MAX);
     if (password_length == 0 || password_length > AUTH_PASSWORD_MAX)
-        return fail(call, -EINVAL, "the password must have 1 to %d bytes", AUTH_PASSWORD_MAX);
+        return lmdb_fail(&call->lmdb, -EINVAL, "the password must have 1 to %d bytes",
+                         AUTH_PASSWORD_MAX);
     memcpy(credentials->email, decoded, email_length);
     memcpy(credentials->password, colon + 1, password_length);
     credentials->provider = APP_AUTH_USER_PASSWORD;
@@ -1171,7 +1104,8 @@ static int parse_basic(const auth_call *call, text_span argument, auth_credentia
     size_t length;
     int result = decode_base64(argument, decoded, &length)
                      ? split_basic_credentials(call, decoded, length, credentials)
-                     : fail(call, -EINVAL, "the Basic credentials are not padded base64");
+                     : lmdb_fail(&call->lmdb, -EINVAL,
+                                 "the Basic credentials are not padded base64");
     explicit_bzero(decoded, sizeof decoded);
     return result;
 }
@@ -1179,8 +1113,9 @@ static int parse_basic(const auth_call *call, text_span argument, auth_credentia
 static int parse_bearer(const auth_call *call, text_span argument, auth_credentials *credentials)
 {
     if (!is_api_key(argument.start, argument.length))
-        return fail(call, -EINVAL,
-                    "the Bearer token is not a realmfs API key (<24 hex digits>.<64 hex digits>)");
+        return lmdb_fail(&call->lmdb, -EINVAL,
+                         "the Bearer token is not a realmfs API key "
+                         "(<24 hex digits>.<64 hex digits>)");
     memcpy(credentials->api_key, argument.start, argument.length);
     credentials->provider = APP_AUTH_API_KEY;
     return 0;
@@ -1190,30 +1125,31 @@ static int parse_header(const auth_call *call, const char *value, auth_credentia
 {
     size_t length = value != NULL ? strnlen(value, AUTH_HEADER_MAX + 1) : 0;
     if (length > AUTH_HEADER_MAX)
-        return fail(call, -EINVAL, "the value is longer than %d bytes", AUTH_HEADER_MAX);
+        return lmdb_fail(&call->lmdb, -EINVAL, "the value is longer than %d bytes",
+                         AUTH_HEADER_MAX);
     text_span argument = trim_header_spaces(value != NULL ? value : "", length);
     text_span scheme = take_scheme(&argument);
     if (scheme.length == 0)
-        return fail(call, -EINVAL, "the value is empty; " HEADER_FORMS);
+        return lmdb_fail(&call->lmdb, -EINVAL, "the value is empty; " HEADER_FORMS);
     if (is_scheme(scheme, "Anonymous")) {
         if (argument.length != 0)
-            return fail(call, -EINVAL, "Anonymous takes no credentials");
+            return lmdb_fail(&call->lmdb, -EINVAL, "Anonymous takes no credentials");
         credentials->provider = APP_AUTH_ANONYMOUS;
         return 0;
     }
     bool bearer = is_scheme(scheme, "Bearer");
     if (!bearer && !is_scheme(scheme, "Basic"))
-        return fail(call, -EINVAL, "unsupported scheme; " HEADER_FORMS);
+        return lmdb_fail(&call->lmdb, -EINVAL, "unsupported scheme; " HEADER_FORMS);
     if (argument.length == 0)
-        return fail(call, -EINVAL, "%s needs credentials; " HEADER_FORMS,
-                    bearer ? "Bearer" : "Basic");
+        return lmdb_fail(&call->lmdb, -EINVAL, "%s needs credentials; " HEADER_FORMS,
+                         bearer ? "Bearer" : "Basic");
     return bearer ? parse_bearer(call, argument, credentials)
                   : parse_basic(call, argument, credentials);
 }
 
 int auth_parse_authorization_header(const char *value, auth_credentials *credentials)
 {
-    auth_call call = { .operation = "Authorization header" };
+    auth_call call = new_call(NULL, "Authorization header");
     auth_credentials_clear(credentials);
     int result = parse_header(&call, value, credentials);
     if (result != 0)
@@ -1241,74 +1177,24 @@ static int make_dummy_hash(const auth_call *call)
     return hash_secret(call, password, SECRET_LENGTH, &call->auth->dummy_hash);
 }
 
-/* Only the data directory's owner may read hashes, even of the salted
- * kind. */
-static int make_auth_directory(const auth_call *call, const char *directory)
-{
-    if (mkdir(directory, 0700) != 0 && errno != EEXIST) {
-        int error = errno;
-        return fail(call, -error, "mkdir %s: %s", directory, strerror(error));
-    }
-    return 0;
-}
-
 static int open_environment(const auth_call *call, const char *directory)
 {
-    MDB_env **environment = &call->auth->environment;
-    int code = mdb_env_create(environment);
-    if (code != 0)
-        return fail_lmdb(call, code, "mdb_env_create");
-    code = mdb_env_set_maxdbs(*environment, DATABASE_COUNT);
-    if (code != 0)
-        return fail_lmdb(call, code, "mdb_env_set_maxdbs");
-    code = mdb_env_set_mapsize(*environment, MAP_SIZE);
-    if (code != 0)
-        return fail_lmdb(call, code, "mdb_env_set_mapsize");
     /* Synchronous commits: a revoked key or a changed password must stay
      * so after a power failure.  NOTLS: a visit may read in the thread
-     * that holds the listing's read transaction. */
-    code = mdb_env_open(*environment, directory, MDB_NOTLS, 0600);
-    if (code != 0)
-        return fail_lmdb(call, code, "mdb_env_open");
-    /* Free the reader slots of processes that died mid-read (an operator
-     * command killed by ^C, say), or their old pages are never reused. */
-    int stale_readers;
-    code = mdb_reader_check(*environment, &stale_readers);
-    if (code != 0)
-        return fail_lmdb(call, code, "mdb_reader_check");
-    return 0;
+     * that holds the listing's read transaction.  Only the owner may read
+     * hashes, even of the salted kind. */
+    lmdb_environment_options options = {
+        .max_databases = DATABASE_COUNT,
+        .map_size = MAP_SIZE,
+        .flags = MDB_NOTLS,
+        .mode = 0600,
+    };
+    return lmdb_open_environment(&call->lmdb, directory, &options, &call->auth->environment);
 }
 
 static int open_database(const auth_call *call, const char *name, MDB_dbi *database)
 {
-    int code = mdb_dbi_open(call->transaction, name, MDB_CREATE, database);
-    if (code != 0)
-        return fail_lmdb(call, code, "mdb_dbi_open");
-    return 0;
-}
-
-/* Records written in another layout must not be misread; a new directory
- * gets the current one. */
-static int check_format(const auth_call *call)
-{
-    MDB_val key = text_key(META_FORMAT);
-    MDB_val value;
-    uint64_t format = FORMAT_VERSION;
-    int code = mdb_get(call->transaction, call->auth->meta, &key, &value);
-    if (code == MDB_NOTFOUND) {
-        value = (MDB_val){ .mv_size = sizeof format, .mv_data = &format };
-        code = mdb_put(call->transaction, call->auth->meta, &key, &value, 0);
-        return code != 0 ? fail_lmdb(call, code, "mdb_put") : 0;
-    }
-    if (code != 0)
-        return fail_lmdb(call, code, "mdb_get");
-    if (value.mv_size != sizeof format)
-        return fail(call, -EIO, "damaged format version");
-    memcpy(&format, value.mv_data, sizeof format);
-    if (format != FORMAT_VERSION)
-        return fail(call, -ENOTSUP, "format version %llu; this program reads version %llu",
-                    (unsigned long long)format, (unsigned long long)FORMAT_VERSION);
-    return 0;
+    return lmdb_open_database(&call->lmdb, name, MDB_CREATE, database);
 }
 
 static int open_databases(const auth_call *call)
@@ -1322,7 +1208,7 @@ static int open_databases(const auth_call *call)
     if (result == 0)
         result = open_database(call, "meta", &auth->meta);
     if (result == 0)
-        result = check_format(call);
+        result = lmdb_check_format(&call->lmdb, auth->meta, FORMAT_VERSION, true);
     return result;
 }
 
@@ -1336,15 +1222,15 @@ static int open_auth(auth_call *call, const char *data_directory, const auth_opt
         .hash_lanes = option_or_default(given->hash_lanes, DEFAULT_HASH_LANES),
     };
     if (data_directory == NULL || data_directory[0] == '\0')
-        return fail(call, -EINVAL, "no data directory given");
+        return lmdb_fail(&call->lmdb, -EINVAL, "no data directory given");
     int result = make_dummy_hash(call);
     if (result != 0)
         return result;
     char directory[PATH_MAX];
     int length = snprintf(directory, sizeof directory, "%s/auth", data_directory);
     if (length < 0 || (size_t)length >= sizeof directory)
-        return fail(call, -ENAMETOOLONG, "the data directory's path is too long");
-    result = make_auth_directory(call, directory);
+        return lmdb_fail(&call->lmdb, -ENAMETOOLONG, "the data directory's path is too long");
+    result = lmdb_make_directory(&call->lmdb, directory, 0700);
     if (result == 0)
         result = open_environment(call, directory);
     /* LMDB keeps a database handle only when the transaction that opened
@@ -1360,7 +1246,7 @@ int auth_open(const char *data_directory, const auth_options *options, auth **ou
 {
     *out = NULL;
     auth *opened = calloc(1, sizeof *opened);
-    auth_call call = { .auth = opened, .operation = "open users" };
+    auth_call call = new_call(opened, "open users");
     if (opened == NULL)
         return fail_out_of_memory(&call);
     int result = open_auth(&call, data_directory, options);

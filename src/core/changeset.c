@@ -1296,14 +1296,30 @@ static int object_state_document_changed(const object_state *state, const json_t
     return !same;
 }
 
+static bool object_state_accepts(const object_state *state,
+                                 const changeset_instruction *instruction,
+                                 const changeset_clock *clock)
+{
+    return changeset_clock_in_range(clock) &&
+           changeset_check_instruction(instruction->operation, instruction->collection,
+                                       instruction->id, instruction->path, instruction->value,
+                                       NULL, 0) == 0 &&
+           json_equal(instruction->id, state->id);
+}
+
+int object_state_join_instruction(object_state *state, const changeset_instruction *instruction,
+                                  const changeset_clock *clock)
+{
+    if (!object_state_accepts(state, instruction, clock))
+        return -EINVAL;
+    int result = object_state_join(state, instruction, clock);
+    return result < 0 ? result : result > 0;
+}
+
 int object_state_apply(object_state *state, const changeset_instruction *instruction,
                        const changeset_clock *clock)
 {
-    if (!changeset_clock_in_range(clock) ||
-        changeset_check_instruction(instruction->operation, instruction->collection,
-                                    instruction->id, instruction->path, instruction->value, NULL,
-                                    0) != 0 ||
-        !json_equal(instruction->id, state->id))
+    if (!object_state_accepts(state, instruction, clock))
         return -EINVAL;
     json_t *before;
     int result = object_state_document(state, &before);

@@ -727,6 +727,44 @@ int rql_add_fields(const rql_query *query, ejson_field_set *fields)
     return 0;
 }
 
+/* "field == literal", "literal == field" or "field IN {...}", where the
+ * field is one top-level, non-list path compared as written (no [c], no
+ * quantifier). */
+static bool rql_is_equality_on(const rql_comparison *comparison, const char *field)
+{
+    if (comparison->case_insensitive)
+        return false;
+    const rql_operand *field_side = comparison->left.path ? &comparison->left : &comparison->right;
+    const rql_operand *other_side = field_side == &comparison->left ? &comparison->right
+                                                                    : &comparison->left;
+    bool against_literals = comparison->relation == RQL_RELATION_EQUAL
+                                ? other_side->literal != NULL
+                                : comparison->relation == RQL_RELATION_IN && field_side == &comparison->left;
+    const rql_path *path = field_side->path;
+    return against_literals && path != NULL && field_side->quantifier == RQL_QUANTIFIER_IMPLICIT &&
+           !path->is_list && path->component_count == 1 && strcmp(path->text, field) == 0;
+}
+
+static bool rql_node_requires_field_equality(const rql_node *node, const char *field)
+{
+    switch (node->kind) {
+    case RQL_NODE_COMPARISON:
+        return rql_is_equality_on(&node->comparison, field);
+    case RQL_NODE_AND:
+        for (size_t index = 0; index < node->logical.count; index++)
+            if (rql_node_requires_field_equality(node->logical.children[index], field))
+                return true;
+        return false;
+    default:
+        return false;
+    }
+}
+
+bool rql_requires_field_equality(const rql_query *query, const char *field)
+{
+    return rql_node_requires_field_equality(query->root, field);
+}
+
 /* ======================================================================== */
 /* Lexer                                                                     */
 

@@ -630,3 +630,54 @@ int schema_validate_document(const json_t *schema, json_t *document,
     schema_walk_start(&walk, true, message, message_size);
     return schema_validate_root(&walk, schema, document);
 }
+
+static int schema_strip_value(const json_t *schema, json_t *value);
+
+/* A document whose schema has no "properties" takes any field, and says
+ * nothing of what is below them.  The next iterator is taken before a
+ * field is deleted, which jansson allows (json_object_foreach_safe does
+ * the same). */
+static int schema_strip_fields(const json_t *schema, json_t *document)
+{
+    const json_t *properties = json_object_get(schema, "properties");
+    if (properties == NULL)
+        return 0;
+    int removed = 0;
+    void *iterator = json_object_iter(document);
+    while (iterator != NULL) {
+        const char *field = json_object_iter_key(iterator);
+        void *next = json_object_iter_next(document, iterator);
+        const json_t *field_schema = json_object_get(properties, field);
+        if (field_schema == NULL) {
+            json_object_del(document, field);
+            removed++;
+        } else {
+            removed += schema_strip_value(field_schema, json_object_iter_value(iterator));
+        }
+        iterator = next;
+    }
+    return removed;
+}
+
+static int schema_strip_value(const json_t *schema, json_t *value)
+{
+    const json_t *items = json_object_get(schema, "items");
+    int removed = 0;
+    switch (value_type_of(value)) {
+    case VALUE_DOCUMENT:
+        return schema_strip_fields(schema, value);
+    case VALUE_ARRAY:
+        for (size_t index = 0; items != NULL && index < json_array_size(value); index++)
+            removed += schema_strip_value(items, json_array_get(value, index));
+        return removed;
+    default:
+        return 0;
+    }
+}
+
+int schema_strip_unknown_fields(const json_t *schema, json_t *document)
+{
+    if (value_type_of(document) != VALUE_DOCUMENT)
+        return -EINVAL;
+    return schema_strip_fields(schema, document);
+}

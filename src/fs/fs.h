@@ -10,6 +10,11 @@
  *    fuse_lowlevel_notify_*: handlers queue invalidations and return, which
  *    keeps the kernel's notification rules (never notify from inside a
  *    related request) true by construction.
+ *  - On a synced mount, the sync thread (sync_client.c) writes downloads to
+ *    the store, then queues invalidations through fs_notify_object_changed.
+ *    That resolves names to inode numbers with fs_nodes_find_ino, the one
+ *    node-table function other threads may call: the FUSE thread changes
+ *    the name table under a mutex for it (fs_nodes.c).
  */
 #ifndef REALMFS_FS_H
 #define REALMFS_FS_H
@@ -39,7 +44,13 @@ typedef enum fs_node_kind {
     FS_NODE_SCHEMA,        /* .realmfs/schema/<Collection>.json */
     FS_NODE_COLLECTION,    /* <Collection> */
     FS_NODE_OBJECT,        /* <Collection>/<_id>.json */
-    FS_NODE_SCRATCH,       /* any other name in a collection or the schema dir */
+    FS_NODE_SCRATCH,       /* any other name in a collection, the schema dir or a
+                              subscription dir */
+    FS_NODE_SUBSCRIPTIONS_DIR, /* .realmfs/subscriptions (synced mounts) */
+    FS_NODE_SUBSCRIPTION_DIR,  /* .realmfs/subscriptions/<Collection> */
+    FS_NODE_SUBSCRIPTION,      /* .realmfs/subscriptions/<Collection>/<name> */
+    FS_NODE_MARK,              /* .realmfs/mark (synced mounts): opening it for writing
+                                  asks the server for a mark (`realmfs wait`) */
 } fs_node_kind;
 
 typedef struct fs_handle fs_handle;
@@ -89,6 +100,7 @@ struct fs_context {
     uid_t uid;
     gid_t gid;
     int64_t mounted_ns;
+    struct sync_status *sync_status; /* NULL without --server (sync_status.h) */
 };
 
 /* ---- nodes (fs_nodes.c) ---- */
@@ -106,6 +118,9 @@ void fs_node_detach(fs_node *node);
 void fs_node_forget(fs_node *node, uint64_t count);
 /* Set or clear node->pending; nodes in the table change it only here. */
 void fs_node_set_pending(fs_node *node, bool pending);
+/* The inode number of the node named name in parent, 0 when there is none.
+ * Any thread (see above). */
+fuse_ino_t fs_nodes_find_ino(fuse_ino_t parent, const char *name);
 /* Pending objects of a collection, for readdir. */
 int fs_nodes_visit_pending(fuse_ino_t collection_ino,
                            int (*visit)(fs_node *node, void *context), void *context);
@@ -115,11 +130,48 @@ int fs_notify_start(struct fuse_session *session);
 void fs_notify_stop(void);
 void fs_notify_inode(fuse_ino_t ino);
 void fs_notify_entry(fuse_ino_t parent, const char *name);
+/* Any thread, after the store changed an object behind the kernel's back
+ * (a download): drop the kernel's entry, attributes and pages of
+ * <collection>/<name of id>, and, when listing_changed (the object appeared
+ * or went), the collection's cached listing and the root's. */
+void fs_notify_object_changed(const char *collection, const json_t *id, bool listing_changed);
 
 /* ---- control files (fs_control.c) ---- */
 /* Snapshot text of .realmfs/status or errors; malloc'd. */
 int fs_control_status_text(fs_context *fs, char **text, size_t *size);
 int fs_control_errors_text(fs_context *fs, char **text, size_t *size);
+
+/* ---- subscriptions as files (fs_subscriptions.c; FUSE thread) ----
+ * A subscription node's collection is its directory's and its name the
+ * subscription's.  Functions return 0 or -errno unless said otherwise. */
+/* Names editors use for backups, swap and lock files, and names that are
+ * not UTF-8, are scratch files; every other name is a subscription. */
+bool fs_subscription_name_is_scratch(const char *name);
+/* The directories of .realmfs/subscriptions: the store's collections and
+ * the collections that have subscriptions, once each, in byte order. */
+int fs_subscription_directories_list(fs_context *fs,
+                                     int (*visit)(const char *collection, void *context),
+                                     void *context);
+/* 1 when .realmfs/subscriptions/<collection> exists, 0 when not, or -errno. */
+int fs_subscription_directory_exists(fs_context *fs, const char *collection);
+/* mkdir: creates the collection; -EEXIST when the directory exists. */
+int fs_subscription_directory_create(fs_context *fs, const char *collection);
+/* rmdir of a directory the caller found empty of scratch and pending
+ * names: -ENOTEMPTY while the collection has subscriptions or objects. */
+int fs_subscription_directory_remove(fs_context *fs, const char *collection);
+/* The subscription names of a collection, in byte order. */
+int fs_subscriptions_list(fs_context *fs, const char *collection,
+                          int (*visit)(const char *name, void *context), void *context);
+/* The text of the file <collection>/<name>: the predicate and a newline
+ * (malloc'd); -ENOENT when there is no such subscription. */
+int fs_subscription_load(fs_context *fs, const char *collection, const char *name, char **text,
+                         size_t *size);
+/* Check text as node's predicate and store it (renamed_from, when given, is
+ * the subscription a rename moves onto node).  -EINVAL with reason filled
+ * in when the text is empty or does not parse; the store is then unchanged. */
+int fs_subscription_commit(fs_context *fs, const fs_node *node, const char *text, size_t size,
+                           const fs_node *renamed_from, char *reason, size_t reason_size);
+int fs_subscription_delete(fs_context *fs, const fs_node *node);
 
 /* ---- operations (fs_ops.c) ---- */
 extern const struct fuse_lowlevel_ops fs_operations;

@@ -7,8 +7,13 @@
  * A node leaves only when it is detached (its name was removed or replaced)
  * and the kernel has forgotten it.
  *
- * Owned by the FUSE thread (see fs.h): no locking.
+ * Owned by the FUSE thread (see fs.h), which reads the table without
+ * locking.  Only the name table is shared: the sync thread resolves names
+ * to inode numbers (fs_nodes_find_ino) to invalidate the kernel's caches
+ * after a download, so every change of the name table, and of the name and
+ * parent of a node in it, happens under name_table_lock.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +28,7 @@ static size_t pending_nodes;     /* nodes in the table with pending set */
 static fs_node **name_table;     /* chains of attached nodes by (parent, name) */
 static size_t name_table_size;
 static size_t name_table_count;
+static pthread_mutex_t name_table_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static uint64_t name_hash(fuse_ino_t parent, const char *name)
 {
@@ -61,6 +67,7 @@ static int grow_name_table(void)
     return 0;
 }
 
+/* link_name and unlink_name: the caller holds name_table_lock. */
 static void link_name(fs_node *node)
 {
     if (name_table_count + 1 > name_table_size)
@@ -129,6 +136,15 @@ fs_node *fs_node_find(fuse_ino_t parent, const char *name)
     return NULL;
 }
 
+fuse_ino_t fs_nodes_find_ino(fuse_ino_t parent, const char *name)
+{
+    pthread_mutex_lock(&name_table_lock);
+    const fs_node *node = name_table ? fs_node_find(parent, name) : NULL;
+    fuse_ino_t ino = node ? node->ino : 0;
+    pthread_mutex_unlock(&name_table_lock);
+    return ino;
+}
+
 fs_node *fs_node_obtain(fuse_ino_t parent, const char *name, fs_node_kind kind,
                         const char *collection)
 {
@@ -161,7 +177,9 @@ fs_node *fs_node_obtain(fuse_ino_t parent, const char *name, fs_node_kind kind,
     node->kind = kind;
     node->parent = parent;
     nodes_by_ino[node->ino] = node;
+    pthread_mutex_lock(&name_table_lock);
     link_name(node);
+    pthread_mutex_unlock(&name_table_lock);
     return node;
 }
 
@@ -169,8 +187,10 @@ void fs_node_detach(fs_node *node)
 {
     if (node->parent == 0)
         return;
+    pthread_mutex_lock(&name_table_lock);
     unlink_name(node);
     node->parent = 0;
+    pthread_mutex_unlock(&name_table_lock);
     fs_node_set_pending(node, false);
     if (node->lookups == 0 && node->ino != FUSE_ROOT_ID)
         free_node(node);
@@ -186,12 +206,15 @@ void fs_node_move(fs_node *node, fuse_ino_t parent, const char *name)
     char *new_name = strdup(name);
     if (!new_name)
         return;
+    pthread_mutex_lock(&name_table_lock);
     if (node->parent != 0)
         unlink_name(node);
-    free(node->name);
+    char *old_name = node->name;
     node->name = new_name;
     node->parent = parent;
     link_name(node);
+    pthread_mutex_unlock(&name_table_lock);
+    free(old_name);
 }
 
 void fs_node_forget(fs_node *node, uint64_t count)

@@ -5,7 +5,7 @@
  * libfuse's rule is that a notification must never be sent from inside a
  * request the kernel is waiting on for a related inode, nor while holding a
  * lock such a request needs: the kernel would wait for us and we for it.
- * So handlers (and, later, the sync thread) only queue a notification here;
+ * So handlers and the sync thread only queue a notification here;
  * this thread, which serves no request and holds no lock while notifying,
  * delivers it.
  */
@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "fs.h"
+#include "realmfs/object_name.h"
 
 typedef struct notification {
     fuse_ino_t ino;        /* inode to invalidate (attributes and pages) */
@@ -114,4 +115,26 @@ void fs_notify_inode(fuse_ino_t ino)
 void fs_notify_entry(fuse_ino_t parent, const char *name)
 {
     enqueue(0, parent, name);
+}
+
+void fs_notify_object_changed(const char *collection, const json_t *id, bool listing_changed)
+{
+    fuse_ino_t directory = fs_nodes_find_ino(FUSE_ROOT_ID, collection);
+    if (directory == 0) {
+        /* The kernel holds at most a negative entry for the collection, and
+         * the root's listing, where a new collection must show. */
+        fs_notify_entry(FUSE_ROOT_ID, collection);
+        if (listing_changed)
+            fs_notify_inode(FUSE_ROOT_ID);
+        return;
+    }
+    char name[OBJECT_NAME_MAX + 1];
+    if (object_name_from_id(id, name) != 0)
+        return;
+    fuse_ino_t object = fs_nodes_find_ino(directory, name);
+    if (object != 0)
+        fs_notify_inode(object);
+    fs_notify_entry(directory, name);
+    if (listing_changed)
+        fs_notify_inode(directory);
 }

@@ -34,8 +34,10 @@
 #include "realmfs/object_name.h"
 #include "realmfs/schema.h"
 #include "realmfs/value.h"
+#include "sync_status.h"
 
 #define SCHEMA_SCRATCH_DIRECTORY ".schema"
+#define SUBSCRIPTIONS_SCRATCH_DIRECTORY ".subscriptions"
 #define REJECTED_CONTENT_LIMIT (64 * 1024)
 /* readdir cookies at or above this continue the walk over stored objects */
 #define READDIR_OBJECTS_BASE ((off_t)1 << 40)
@@ -64,7 +66,7 @@ static struct timespec timespec_of_ns(int64_t ns)
 
 static bool is_document_kind(fs_node_kind kind)
 {
-    return kind == FS_NODE_OBJECT || kind == FS_NODE_SCHEMA;
+    return kind == FS_NODE_OBJECT || kind == FS_NODE_SCHEMA || kind == FS_NODE_SUBSCRIPTION;
 }
 
 /* A collection name: what MongoDB accepts and a directory can show. */
@@ -94,20 +96,40 @@ static void user_path(const fs_node *node, char *out, size_t size)
 {
     if (node->kind == FS_NODE_SCHEMA || (node->kind == FS_NODE_SCRATCH && !node->collection))
         snprintf(out, size, FS_CONTROL_DIR "/schema/%s", node->name);
+    else if (node->kind == FS_NODE_SUBSCRIPTION)
+        snprintf(out, size, FS_CONTROL_DIR "/subscriptions/%s/%s", node->collection, node->name);
     else
         snprintf(out, size, "%s/%s", node->collection, node->name);
+}
+
+/* The directory, relative to <data>/scratch, holding the scratch files of
+ * dir.  Names starting with '.' are no collection's, so they cannot clash. */
+static void scratch_directory(const fs_node *dir, char *out, size_t size)
+{
+    if (dir->kind == FS_NODE_SCHEMA_DIR)
+        snprintf(out, size, SCHEMA_SCRATCH_DIRECTORY);
+    else if (dir->kind == FS_NODE_SUBSCRIPTION_DIR)
+        snprintf(out, size, SUBSCRIPTIONS_SCRATCH_DIRECTORY "/%s", dir->collection);
+    else
+        snprintf(out, size, "%s", dir->name);
 }
 
 /* Backing path, relative to <data>/scratch, of a scratch name in dir. */
 static void scratch_path(const fs_node *dir, const char *name, char *out, size_t size)
 {
-    const char *directory = dir->kind == FS_NODE_SCHEMA_DIR ? SCHEMA_SCRATCH_DIRECTORY : dir->name;
-    snprintf(out, size, "%s/%s", directory, name);
+    scratch_directory(dir, out, size);
+    size_t used = strlen(out);
+    snprintf(out + used, size - used, "/%s", name);
 }
 
 static int ensure_scratch_directory(fs_context *fs, const fs_node *dir)
 {
-    const char *directory = dir->kind == FS_NODE_SCHEMA_DIR ? SCHEMA_SCRATCH_DIRECTORY : dir->name;
+    if (dir->kind == FS_NODE_SUBSCRIPTION_DIR &&
+        mkdirat(fs->scratch_directory_fd, SUBSCRIPTIONS_SCRATCH_DIRECTORY, 0700) != 0 &&
+        errno != EEXIST)
+        return -errno;
+    char directory[PATH_MAX];
+    scratch_directory(dir, directory, sizeof directory);
     if (mkdirat(fs->scratch_directory_fd, directory, 0700) != 0 && errno != EEXIST)
         return -errno;
     return 0;
@@ -148,6 +170,12 @@ static int load_document(fs_context *fs, const fs_node *node, char **text, size_
         int error = store_get_schema(fs->store, collection, text, size);
         free(collection);
         info->size = *size;
+        info->modified_ns = fs->mounted_ns;
+        return error;
+    }
+    if (node->kind == FS_NODE_SUBSCRIPTION) {
+        int error = fs_subscription_load(fs, node->collection, node->name, text, size);
+        info->size = error ? 0 : *size;
         info->modified_ns = fs->mounted_ns;
         return error;
     }
@@ -273,6 +301,14 @@ static int prepare_schema(const char *text, size_t size, char **canonical,
     return error;
 }
 
+/* A committed object change waits in the outbox of a synced store
+ * (store.h): let the sync thread upload it now. */
+static void announce_object_change(fs_context *fs)
+{
+    if (fs->sync_status)
+        sync_status_wake(fs->sync_status);
+}
+
 /*
  * Validate text as the new content of node and store it, changed at
  * modified_ns (0: now).  When replaced is given (a rename), its stored
@@ -303,6 +339,8 @@ static int commit_document(fs_context *fs, fs_node *node, const char *text, size
                 store_delete_schema(fs->store, old_collection);
             free(old_collection);
         }
+    } else if (node->kind == FS_NODE_SUBSCRIPTION) {
+        error = fs_subscription_commit(fs, node, text, size, replaced, reason, sizeof reason);
     } else if (size == 0) {
         snprintf(reason, sizeof reason, "an empty file is not an object");
         error = -EINVAL;
@@ -323,6 +361,8 @@ static int commit_document(fs_context *fs, fs_node *node, const char *text, size
         else if (!error)
             error = store_put_object(fs->store, node->collection, id, canonical, canonical_size,
                                      modified_ns, NULL);
+        if (!error)
+            announce_object_change(fs);
         if (!error && !node->id)
             node->id = json_incref(id);
         json_decref(id);
@@ -338,12 +378,21 @@ static int commit_document(fs_context *fs, fs_node *node, const char *text, size
     return 0;
 }
 
-static int delete_document(fs_context *fs, fs_node *node)
+/* held: the object moves to a scratch name, as editors do when they save
+ * (store_delete_object_held), so its re-creation can become one update. */
+static int delete_document(fs_context *fs, fs_node *node, bool held)
 {
     if (node->pending)
         return 0;
-    if (node->kind == FS_NODE_OBJECT)
-        return store_delete_object(fs->store, node->collection, node->id);
+    if (node->kind == FS_NODE_OBJECT) {
+        int error = held ? store_delete_object_held(fs->store, node->collection, node->id)
+                         : store_delete_object(fs->store, node->collection, node->id);
+        if (!error)
+            announce_object_change(fs);
+        return error;
+    }
+    if (node->kind == FS_NODE_SUBSCRIPTION)
+        return fs_subscription_delete(fs, node);
     char *collection = schema_collection_of(node->name);
     int error = collection ? store_delete_schema(fs->store, collection) : -ENOENT;
     free(collection);
@@ -407,8 +456,13 @@ static int node_attributes(fs_context *fs, fs_node *node, const fs_handle *askin
         return 0;
     case FS_NODE_SCHEMA_DIR:
     case FS_NODE_COLLECTION:
+    case FS_NODE_SUBSCRIPTIONS_DIR:
+    case FS_NODE_SUBSCRIPTION_DIR:
         fill_directory(fs, st, 2);
         *timeout = FS_STABLE_TIMEOUT_SECONDS;
+        return 0;
+    case FS_NODE_MARK:
+        fill_file(fs, st, 0644, 0, fs->mounted_ns);
         return 0;
     case FS_NODE_STATUS:
     case FS_NODE_ERRORS: {
@@ -422,7 +476,8 @@ static int node_attributes(fs_context *fs, fs_node *node, const fs_handle *askin
         return 0;
     }
     case FS_NODE_SCHEMA:
-    case FS_NODE_OBJECT: {
+    case FS_NODE_OBJECT:
+    case FS_NODE_SUBSCRIPTION: {
         if (!(asking && asking->node == node && asking->fd < 0))
             asking = node->latest_draft;
         if (asking) {
@@ -498,11 +553,34 @@ static int find_child(fs_context *fs, fs_node *dir, const char *name, fs_node **
             kind = FS_NODE_STATUS;
         else if (strcmp(name, "errors") == 0)
             kind = FS_NODE_ERRORS;
+        else if (strcmp(name, "subscriptions") == 0 && fs->sync_status)
+            kind = FS_NODE_SUBSCRIPTIONS_DIR;
+        else if (strcmp(name, "mark") == 0 && fs->sync_status)
+            kind = FS_NODE_MARK;
         else
             return -ENOENT;
         *node_out = fs_node_obtain(dir->ino, name, kind, NULL);
         return *node_out ? 0 : -ENOMEM;
     }
+    case FS_NODE_SUBSCRIPTIONS_DIR: {
+        int exists = fs_subscription_directory_exists(fs, name);
+        if (exists != 1)
+            return exists < 0 ? exists : -ENOENT;
+        *node_out = fs_node_obtain(dir->ino, name, FS_NODE_SUBSCRIPTION_DIR, name);
+        return *node_out ? 0 : -ENOMEM;
+    }
+    case FS_NODE_SUBSCRIPTION_DIR:
+        if (!fs_subscription_name_is_scratch(name)) {
+            char *text;
+            size_t size;
+            int error = fs_subscription_load(fs, dir->collection, name, &text, &size);
+            if (error)
+                return error;
+            free(text);
+            *node_out = fs_node_obtain(dir->ino, name, FS_NODE_SUBSCRIPTION, dir->collection);
+            return *node_out ? 0 : -ENOMEM;
+        }
+        break;
     case FS_NODE_SCHEMA_DIR: {
         char *collection = schema_collection_of(name);
         if (collection) {
@@ -550,8 +628,7 @@ static int find_child(fs_context *fs, fs_node *dir, const char *name, fs_node **
     scratch_path(dir, name, path, sizeof path);
     if (fstatat(fs->scratch_directory_fd, path, &st, AT_SYMLINK_NOFOLLOW) != 0)
         return -ENOENT;
-    *node_out = fs_node_obtain(dir->ino, name, FS_NODE_SCRATCH,
-                               dir->kind == FS_NODE_COLLECTION ? dir->collection : NULL);
+    *node_out = fs_node_obtain(dir->ino, name, FS_NODE_SCRATCH, dir->collection);
     return *node_out ? 0 : -ENOMEM;
 }
 
@@ -824,7 +901,15 @@ static int open_node(fs_context *fs, fs_node *node, int flags, mode_t mode,
     switch (node->kind) {
     case FS_NODE_OBJECT:
     case FS_NODE_SCHEMA:
+    case FS_NODE_SUBSCRIPTION:
         error = open_document(fs, node, flags, handle, fi);
+        break;
+    case FS_NODE_MARK:
+        /* what is written is dropped (op_write): opening is the request */
+        if ((flags & O_ACCMODE) != O_RDONLY)
+            sync_status_request_mark(fs->sync_status);
+        fi->direct_io = 1;
+        error = 0;
         break;
     case FS_NODE_SCRATCH:
         error = open_scratch(fs, node, flags, mode, handle);
@@ -858,9 +943,11 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         handle_free(handle);
 }
 
+/* A directory of documents and scratch files. */
 static bool is_object_directory(const fs_node *dir)
 {
-    return dir->kind == FS_NODE_COLLECTION || dir->kind == FS_NODE_SCHEMA_DIR;
+    return dir->kind == FS_NODE_COLLECTION || dir->kind == FS_NODE_SCHEMA_DIR ||
+           dir->kind == FS_NODE_SUBSCRIPTION_DIR;
 }
 
 /* The kind a new name in dir gets: a document, or a scratch file. */
@@ -872,6 +959,8 @@ static fs_node_kind kind_of_new_name(const fs_node *dir, const char *name)
         free(collection);
         return is_schema ? FS_NODE_SCHEMA : FS_NODE_SCRATCH;
     }
+    if (dir->kind == FS_NODE_SUBSCRIPTION_DIR)
+        return fs_subscription_name_is_scratch(name) ? FS_NODE_SCRATCH : FS_NODE_SUBSCRIPTION;
     return object_name_classify(name, NULL) == OBJECT_NAME_SCRATCH ? FS_NODE_SCRATCH
                                                                    : FS_NODE_OBJECT;
 }
@@ -880,7 +969,10 @@ static int create_node(fs_context *fs, fs_node *dir, const char *name, mode_t mo
                        fs_node **out)
 {
     if (!is_object_directory(dir))
-        return dir->kind == FS_NODE_ROOT || dir->kind == FS_NODE_CONTROL_DIR ? -EPERM : -ENOTDIR;
+        return dir->kind == FS_NODE_ROOT || dir->kind == FS_NODE_CONTROL_DIR ||
+                       dir->kind == FS_NODE_SUBSCRIPTIONS_DIR
+                   ? -EPERM
+                   : -ENOTDIR;
     if (strlen(name) > OBJECT_NAME_MAX)
         return -ENAMETOOLONG;
     fs_node *node = NULL;
@@ -894,7 +986,6 @@ static int create_node(fs_context *fs, fs_node *dir, const char *name, mode_t mo
     if (error != -ENOENT)
         return error;
     fs_node_kind kind = kind_of_new_name(dir, name);
-    const char *collection = dir->kind == FS_NODE_COLLECTION ? dir->collection : NULL;
     if (kind == FS_NODE_SCRATCH) {
         error = ensure_scratch_directory(fs, dir);
         if (error)
@@ -908,7 +999,8 @@ static int create_node(fs_context *fs, fs_node *dir, const char *name, mode_t mo
         close(fd);
     }
     char *schema_collection = kind == FS_NODE_SCHEMA ? schema_collection_of(name) : NULL;
-    node = fs_node_obtain(dir->ino, name, kind, schema_collection ? schema_collection : collection);
+    node = fs_node_obtain(dir->ino, name, kind,
+                          schema_collection ? schema_collection : dir->collection);
     free(schema_collection);
     if (!node)
         return -ENOMEM;
@@ -1001,6 +1093,10 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
             fuse_reply_err(req, errno);
         else
             fuse_reply_write(req, (size_t)n);
+        return;
+    }
+    if (handle->node->kind == FS_NODE_MARK) {
+        fuse_reply_write(req, size);
         return;
     }
     if (!handle->writable) {
@@ -1158,7 +1254,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
             error = truncate_document(fs, node, attr->st_size, handle);
         if (!error && (to_set & FUSE_SET_ATTR_MTIME))
             error = set_document_time(fs, node, requested_time_ns(attr, to_set));
-    } else if (!error && (to_set & FUSE_SET_ATTR_SIZE)) {
+    } else if (!error && (to_set & FUSE_SET_ATTR_SIZE) && node->kind != FS_NODE_MARK) {
         error = node->kind == FS_NODE_STATUS || node->kind == FS_NODE_ERRORS ? -EACCES : -EISDIR;
     }
     if (error) {
@@ -1178,20 +1274,43 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
  * Names: mkdir, rmdir, unlink, symlink, readlink, rename
  * --------------------------------------------------------------------- */
 
+/*
+ * The root and .realmfs/subscriptions both list collections: when one of
+ * them gains or loses one, the kernel may still cache a (negative) entry
+ * for it in the other.
+ */
+static void notify_collection_twin(const fs_node *dir, const char *collection)
+{
+    fuse_ino_t twin = FUSE_ROOT_ID;
+    if (dir->kind == FS_NODE_ROOT) {
+        const fs_node *control = fs_node_find(FUSE_ROOT_ID, FS_CONTROL_DIR);
+        const fs_node *subscriptions = control ? fs_node_find(control->ino, "subscriptions") : NULL;
+        if (!subscriptions)
+            return; /* never looked up: the kernel caches nothing under it */
+        twin = subscriptions->ino;
+    }
+    fs_notify_entry(twin, collection);
+}
+
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
     (void)mode;
     fs_context *fs = context_of(req);
     fs_node *dir = fs_node_get(parent);
-    int error = !dir                              ? -ENOENT
-                : dir->kind != FS_NODE_ROOT       ? -EPERM
-                : !collection_name_is_valid(name) ? -EINVAL
-                                                  : store_create_collection(fs->store, name);
+    int error = !dir ? -ENOENT
+                : dir->kind != FS_NODE_ROOT && dir->kind != FS_NODE_SUBSCRIPTIONS_DIR ? -EPERM
+                : !collection_name_is_valid(name)                                    ? -EINVAL
+                : dir->kind == FS_NODE_ROOT ? store_create_collection(fs->store, name)
+                                            : fs_subscription_directory_create(fs, name);
     if (error) {
         fuse_reply_err(req, -error);
         return;
     }
-    fs_node *node = fs_node_obtain(parent, name, FS_NODE_COLLECTION, name);
+    notify_collection_twin(dir, name);
+    fs_node *node = fs_node_obtain(parent, name,
+                                   dir->kind == FS_NODE_ROOT ? FS_NODE_COLLECTION
+                                                             : FS_NODE_SUBSCRIPTION_DIR,
+                                   name);
     if (!node)
         fuse_reply_err(req, ENOMEM);
     else
@@ -1232,22 +1351,28 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
     fs_node *dir = fs_node_get(parent);
     fs_node *node = NULL;
     int error = dir ? find_child(fs, dir, name, &node) : -ENOENT;
-    if (!error && node->kind != FS_NODE_COLLECTION)
-        error = node->kind == FS_NODE_CONTROL_DIR || node->kind == FS_NODE_SCHEMA_DIR ? -EBUSY
-                                                                                      : -ENOTDIR;
+    if (!error && node->kind != FS_NODE_COLLECTION && node->kind != FS_NODE_SUBSCRIPTION_DIR)
+        error = node->kind == FS_NODE_CONTROL_DIR || node->kind == FS_NODE_SCHEMA_DIR ||
+                        node->kind == FS_NODE_SUBSCRIPTIONS_DIR
+                    ? -EBUSY
+                    : -ENOTDIR;
     size_t pending = 0;
     if (!error)
         fs_nodes_visit_pending(node->ino, count_pending, &pending);
     if (!error && pending > 0)
         error = -ENOTEMPTY;
+    char area[PATH_MAX] = "";
     if (!error) {
-        int empty = scratch_area_is_empty(fs, name);
+        scratch_directory(node, area, sizeof area);
+        int empty = scratch_area_is_empty(fs, area);
         error = empty < 0 ? empty : empty == 0 ? -ENOTEMPTY : 0;
     }
     if (!error)
-        error = store_drop_collection(fs->store, name);
+        error = node->kind == FS_NODE_COLLECTION ? store_drop_collection(fs->store, name)
+                                                 : fs_subscription_directory_remove(fs, name);
     if (!error) {
-        unlinkat(fs->scratch_directory_fd, name, AT_REMOVEDIR);
+        unlinkat(fs->scratch_directory_fd, area, AT_REMOVEDIR);
+        notify_collection_twin(dir, name);
         fs_node_detach(node);
     }
     fuse_reply_err(req, -error);
@@ -1264,7 +1389,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
         scratch_path(dir, name, path, sizeof path);
         error = unlinkat(fs->scratch_directory_fd, path, 0) == 0 ? 0 : -errno;
     } else if (!error && is_document_kind(node->kind)) {
-        error = delete_document(fs, node);
+        error = delete_document(fs, node, false);
     } else if (!error) {
         error = node->kind == FS_NODE_COLLECTION ? -EISDIR : -EPERM;
     }
@@ -1288,8 +1413,7 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
     }
     fs_node *node = NULL;
     if (!error)
-        node = fs_node_obtain(parent, name, FS_NODE_SCRATCH,
-                              dir->kind == FS_NODE_COLLECTION ? dir->collection : NULL);
+        node = fs_node_obtain(parent, name, FS_NODE_SCRATCH, dir->collection);
     if (error)
         fuse_reply_err(req, -error);
     else if (!node)
@@ -1470,7 +1594,7 @@ static int rename_document_to_scratch(fs_context *fs, fs_node *dir, fs_node *sou
     if (!error)
         error = write_scratch_file(fs, dir, new_name, text, size, false);
     if (!error)
-        error = delete_document(fs, source);
+        error = delete_document(fs, source, true);
     if (!error) {
         source->kind = FS_NODE_SCRATCH;
         json_decref(source->id);
@@ -1502,7 +1626,7 @@ static int rename_document_to_document(fs_context *fs, fs_node *dir, fs_node *so
         target->ino = source->ino;
         /* a pending source replaces the target with nothing yet */
         if (source->pending && existing && is_document_kind(existing->kind))
-            error = delete_document(fs, existing);
+            error = delete_document(fs, existing, false);
         else if (!source->pending)
             error = commit_document(fs, target, renamed ? renamed : text, renamed_size, source,
                                     "rename", info.modified_ns);
@@ -1610,7 +1734,7 @@ static int add_pending_name(fs_node *node, void *context)
     return add_extra_name(context, node->name) ? 1 : 0;
 }
 
-static int add_collection_name(const char *name, void *context)
+static int add_listed_name(const char *name, void *context)
 {
     return add_extra_name(context, name) ? 1 : 0;
 }
@@ -1624,7 +1748,8 @@ static int add_schema_name(const char *collection, void *context)
 
 static int add_scratch_names(fs_context *fs, const fs_node *dir, fs_handle *handle)
 {
-    const char *directory = dir->kind == FS_NODE_SCHEMA_DIR ? SCHEMA_SCRATCH_DIRECTORY : dir->name;
+    char directory[PATH_MAX];
+    scratch_directory(dir, directory, sizeof directory);
     int fd = openat(fs->scratch_directory_fd, directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return errno == ENOENT ? 0 : -errno;
@@ -1658,7 +1783,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         switch (dir->kind) {
         case FS_NODE_ROOT:
             error = add_extra_name(handle, FS_CONTROL_DIR);
-            if (!error && store_list_collections(fs->store, add_collection_name, handle) != 0)
+            if (!error && store_list_collections(fs->store, add_listed_name, handle) != 0)
                 error = -ENOMEM;
             break;
         case FS_NODE_CONTROL_DIR:
@@ -1667,9 +1792,21 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
                 error = add_extra_name(handle, "status");
             if (!error)
                 error = add_extra_name(handle, "errors");
+            /* only a synced store keeps subscriptions (store.h) */
+            if (!error && fs->sync_status)
+                error = add_extra_name(handle, "subscriptions");
+            if (!error && fs->sync_status)
+                error = add_extra_name(handle, "mark");
+            break;
+        case FS_NODE_SUBSCRIPTIONS_DIR:
+            if (fs_subscription_directories_list(fs, add_listed_name, handle) != 0)
+                error = -ENOMEM;
             break;
         case FS_NODE_SCHEMA_DIR:
-            if (store_list_schemas(fs->store, add_schema_name, handle) != 0)
+        case FS_NODE_SUBSCRIPTION_DIR:
+            if (dir->kind == FS_NODE_SCHEMA_DIR
+                    ? store_list_schemas(fs->store, add_schema_name, handle) != 0
+                    : fs_subscriptions_list(fs, dir->collection, add_listed_name, handle) != 0)
                 error = -ENOMEM;
             /* fall through */
         case FS_NODE_COLLECTION:

@@ -5,6 +5,10 @@
  * a fork) and the parent waits on a pipe until the child has opened the
  * store and mounted, so every start-up error is printed by the command the
  * user ran, with its exit status, before it returns.
+ *
+ * A synced mount (--server) checks its login in the parent, before the
+ * fork, and runs a sync thread (sync_client.h) in the daemon from just
+ * after mounting until just before the store closes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +26,13 @@
 
 #include "fs.h"
 #include "mount.h"
+#include "sync_client.h"
+#include "sync_status.h"
+
+/* How long the login check before mounting waits for the server. */
+#define MOUNT_LOGIN_TIMEOUT_MS 10000
+/* How long unmounting waits for pending uploads to be acknowledged. */
+#define MOUNT_UPLOAD_DRAIN_MS 5000
 
 /* Create every missing directory of path, like mkdir -p. */
 static int make_directories(const char *path)
@@ -173,6 +184,42 @@ static int open_scratch_area(fs_context *fs)
     return fs->scratch_directory_fd < 0 ? -errno : 0;
 }
 
+static void invalidate_downloaded(const store_download_change *changes, size_t count,
+                                  void *context)
+{
+    (void)context;
+    for (size_t i = 0; i < count; i++)
+        fs_notify_object_changed(changes[i].collection, changes[i].id,
+                                 changes[i].existed != changes[i].exists);
+}
+
+static int start_sync(const mount_options *options, fs_context *fs, sync_client **client,
+                      daemon_link *link)
+{
+    sync_client_options sync_options = {.server_url = options->server_url,
+                                        .app_id = options->app_id,
+                                        .authorization = options->authorization,
+                                        .ca_file = options->ca_file};
+    char message[512];
+    int error = sync_client_start(&sync_options, fs->store, fs->errors, fs->sync_status,
+                                  invalidate_downloaded, NULL, client, message, sizeof message);
+    if (error)
+        report_failure(link, "cannot start syncing: %s", message);
+    return error;
+}
+
+/* Give pending uploads a bounded time, then say what is left for the next
+ * mount (in the foreground; `realmfs unmount` says it too). */
+static void stop_sync(sync_client *client, bool foreground)
+{
+    uint64_t left = 0;
+    sync_client_stop(client, MOUNT_UPLOAD_DRAIN_MS, &left);
+    if (left && foreground)
+        fprintf(stderr, "realmfs: %llu local change%s wait%s for the server; the next mount "
+                "uploads them\n", (unsigned long long)left, left == 1 ? "" : "s",
+                left == 1 ? "s" : "");
+}
+
 /* Everything after the fork (or in the foreground): open, mount, serve. */
 static int serve(const mount_options *options, const char *mountpoint, const char *data,
                  daemon_link *link)
@@ -185,6 +232,7 @@ static int serve(const mount_options *options, const char *mountpoint, const cha
     int lock_fd = -1;
     int status = 1;
     struct fuse_session *session = NULL;
+    sync_client *sync = NULL;
     bool mounted = false, handlers = false;
     char log_path[PATH_MAX];
     snprintf(log_path, sizeof log_path, "%s/errors.jsonl", data);
@@ -201,7 +249,8 @@ static int serve(const mount_options *options, const char *mountpoint, const cha
                                        : strerror(-error));
         goto done;
     }
-    store_options store_settings = {.map_size = options->map_size};
+    store_options store_settings = {.map_size = options->map_size,
+                                    .synced = options->server_url != NULL};
     error = store_open(data, &store_settings, &fs.store);
     if (error) {
         report_failure(link, "cannot open the store in %s: %s", data, store_last_error());
@@ -212,6 +261,9 @@ static int serve(const mount_options *options, const char *mountpoint, const cha
         error = open_scratch_area(&fs);
     if (!error)
         error = fs_nodes_init() == 0 ? 0 : -ENOMEM;
+    if (!error && options->server_url)
+        error = sync_status_new(options->server_url, options->app_id, options->user,
+                                &fs.sync_status);
     if (error) {
         report_failure(link, "cannot prepare %s: %s", data, strerror(-error));
         goto done;
@@ -234,12 +286,15 @@ static int serve(const mount_options *options, const char *mountpoint, const cha
         report_failure(link, "cannot start the notification thread: %s", strerror(-error));
         goto done;
     }
+    if (options->server_url && start_sync(options, &fs, &sync, link) != 0)
+        goto done;
     if (options->foreground)
         fprintf(stderr, "realmfs: serving %s at %s\n", data, mountpoint);
     report_success(link);
     status = fuse_session_loop(session) == 0 ? 0 : 1;
-    fs_notify_stop();
 done:
+    stop_sync(sync, options->foreground);
+    fs_notify_stop();
     if (mounted)
         fuse_session_unmount(session);
     if (handlers)
@@ -249,11 +304,54 @@ done:
     fs_nodes_destroy();
     if (fs.scratch_directory_fd >= 0)
         close(fs.scratch_directory_fd);
+    sync_status_free(fs.sync_status);
     error_log_close(fs.errors);
     store_close(fs.store);
     if (lock_fd >= 0)
         close(lock_fd);
     return status;
+}
+
+/* Whether the store in data has synced before: it has a file identity.
+ * The store is closed again before the fork (LMDB must not cross one). */
+static bool store_has_synced(const char *data)
+{
+    store *existing;
+    store_options settings = {.read_only = true, .synced = true};
+    if (store_open(data, &settings, &existing) != 0)
+        return false;
+    store_sync_progress progress;
+    bool synced = store_get_sync_progress(existing, &progress) == 0 && progress.file_identity;
+    store_close(existing);
+    return synced;
+}
+
+/*
+ * A synced mount needs the server to accept its login.  A server that
+ * cannot be reached is no reason to refuse a mount that synced before:
+ * it mounts with a warning and its changes wait in the outbox.  A first
+ * mount needs the server, or a wrong password would only show later.
+ */
+static int check_login(const mount_options *options, const char *data)
+{
+    sync_client_options sync_options = {.server_url = options->server_url,
+                                        .app_id = options->app_id,
+                                        .authorization = options->authorization,
+                                        .ca_file = options->ca_file};
+    char message[512];
+    sync_login_result result =
+        sync_client_check_login(&sync_options, MOUNT_LOGIN_TIMEOUT_MS, message, sizeof message);
+    if (result == SYNC_LOGIN_ACCEPTED)
+        return 0;
+    if (result == SYNC_LOGIN_UNREACHABLE && store_has_synced(data)) {
+        fprintf(stderr, "realmfs: warning: %s; mounting offline, changes wait for the server\n",
+                message);
+        return 0;
+    }
+    fprintf(stderr, "realmfs: %s\n", message);
+    if (result == SYNC_LOGIN_UNREACHABLE)
+        fprintf(stderr, "realmfs: a first synced mount needs the server, to check the login\n");
+    return 1;
 }
 
 /* The parent's side: wait for the child's report and relay it. */
@@ -306,6 +404,10 @@ int mount_run(const mount_options *options)
             return 1;
         }
         free(relative);
+    }
+    if (options->server_url && check_login(options, data) != 0) {
+        free(data);
+        return 1;
     }
     int status;
     if (options->foreground || options->debug) {

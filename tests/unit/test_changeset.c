@@ -124,7 +124,10 @@ typedef struct test_step {
     changeset_clock clock;
 } test_step;
 
-static int apply_step(object_state *state, const test_step *step)
+typedef int (*state_function)(object_state *state, const changeset_instruction *instruction,
+                              const changeset_clock *clock);
+
+static int run_step(state_function function, object_state *state, const test_step *step)
 {
     json_t *value = step->value ? value_of(step->value) : NULL;
     changeset_instruction instruction = {
@@ -134,9 +137,14 @@ static int apply_step(object_state *state, const test_step *step)
         .path = (char *)step->path,
         .value = value,
     };
-    int result = object_state_apply(state, &instruction, &step->clock);
+    int result = function(state, &instruction, &step->clock);
     json_decref(value);
     return result;
+}
+
+static int apply_step(object_state *state, const test_step *step)
+{
+    return run_step(object_state_apply, state, step);
 }
 
 static object_state *new_state(void)
@@ -521,6 +529,25 @@ START_TEST(test_apply_says_when_the_document_changed)
     test_step delete = {CHANGESET_DELETE, NULL, NULL, at(30, 1, 0)};
     ck_assert_int_eq(apply_step(state, &delete), 1);
     ck_assert_int_eq(apply_step(state, &delete), 0);
+    object_state_free(state);
+}
+END_TEST
+
+/* The join alone says whether the state took the instruction, even when
+ * the document does not change. */
+START_TEST(test_join_says_when_the_state_changed)
+{
+    object_state *state = new_state();
+    test_step set_b = {CHANGESET_SET, "b", "1", at(10, 1, 1)};
+    ck_assert_int_eq(run_step(object_state_join_instruction, state, &set_b), 1);
+    ck_assert_int_eq(run_step(object_state_join_instruction, state, &set_b), 0);
+    test_step create = {CHANGESET_CREATE, NULL, NULL, at(10, 1, 0)};
+    ck_assert_int_eq(run_step(object_state_join_instruction, state, &create), 1);
+    test_step older_b = {CHANGESET_SET, "b", "0", at(4, 1, 0)};
+    ck_assert_int_eq(run_step(object_state_join_instruction, state, &older_b), 1);
+    assert_document(state, "{'_id': 1, 'b': 1}");
+    test_step bad_clock = {CHANGESET_SET, "b", "0", at(-1, 1, 0)};
+    ck_assert_int_eq(run_step(object_state_join_instruction, state, &bad_clock), -EINVAL);
     object_state_free(state);
 }
 END_TEST
@@ -1766,6 +1793,7 @@ Suite *unit_suite(void)
     tcase_add_test(rules, test_equal_clocks_still_converge);
     tcase_add_test(rules, test_field_order_follows_first_writes);
     tcase_add_test(rules, test_apply_says_when_the_document_changed);
+    tcase_add_test(rules, test_join_says_when_the_state_changed);
     tcase_add_test(rules, test_apply_refuses_bad_instructions);
     tcase_add_test(rules, test_clock_compare);
     suite_add_tcase(suite, rules);

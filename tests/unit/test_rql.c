@@ -1197,6 +1197,44 @@ START_TEST(test_error_cleared_on_success)
 }
 END_TEST
 
+static bool requires_equality(const char *text, const json_t *schema)
+{
+    rql_query *query = parse_with(text, NULL, schema);
+    bool result = rql_requires_field_equality(query, "team");
+    rql_free(query);
+    return result;
+}
+
+START_TEST(test_requires_field_equality)
+{
+    ck_assert(requires_equality("team == 'a'", NULL));
+    ck_assert(requires_equality("'a' == team", NULL));
+    ck_assert(requires_equality("team IN {'a', 'b'}", NULL));
+    ck_assert(requires_equality("owner == 'u' AND team == 'a'", NULL));
+    ck_assert(requires_equality("(owner == 'u' AND (x > 1 AND team == 'a'))", NULL));
+    ck_assert(requires_equality("team == 'a' AND (owner == 'u' OR owner == 'v')", NULL));
+
+    ck_assert(!requires_equality("TRUEPREDICATE", NULL));
+    ck_assert(!requires_equality("owner == 'u'", NULL));
+    ck_assert(!requires_equality("team != 'a'", NULL));
+    ck_assert(!requires_equality("team ==[c] 'a'", NULL));
+    ck_assert(!requires_equality("team BEGINSWITH 'a'", NULL));
+    ck_assert(!requires_equality("team == 'a' OR owner == 'u'", NULL));
+    ck_assert(!requires_equality("NOT team == 'a'", NULL));
+    ck_assert(!requires_equality("team.name == 'a'", NULL));
+    ck_assert(!requires_equality("teams == 'a'", NULL));
+    ck_assert(!requires_equality("team == owner", NULL));
+    ck_assert(!requires_equality("ANY team == 'a'", NULL));
+
+    /* A list field holding the value is not an equality on it. */
+    json_t *schema = load_json("{\"properties\": {\"team\": {\"bsonType\": \"array\","
+                               " \"items\": {\"bsonType\": \"string\"}}}}");
+    ck_assert(!requires_equality("'a' IN team", schema));
+    ck_assert(!requires_equality("team == 'a'", schema));
+    json_decref(schema);
+}
+END_TEST
+
 Suite *unit_suite(void)
 {
     Suite *suite = suite_create("rql");
@@ -1238,6 +1276,7 @@ Suite *unit_suite(void)
     tcase_add_test(introspection, test_describe_substitutes_parameters);
     tcase_add_test(introspection, test_describe_round_trip);
     tcase_add_test(introspection, test_error_cleared_on_success);
+    tcase_add_test(introspection, test_requires_field_equality);
     suite_add_tcase(suite, introspection);
     return suite;
 }

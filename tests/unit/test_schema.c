@@ -554,6 +554,48 @@ START_TEST(test_malformed_schemas)
 }
 END_TEST
 
+/* Stripping removes exactly the fields a "properties" node lacks, at every
+ * level, in arrays too, and leaves what it cannot know about alone. */
+static void assert_stripped(const char *schema_text, const char *document_text, int expected_removed,
+                            const char *expected_text)
+{
+    json_t *schema = load(schema_text);
+    json_t *document = load(document_text);
+    ck_assert_int_eq(schema_strip_unknown_fields(schema, document), expected_removed);
+    json_t *expected = load(expected_text);
+    ck_assert_msg(json_equal(document, expected), "%s stripped by %s", document_text, schema_text);
+    json_decref(expected);
+    json_decref(document);
+    json_decref(schema);
+}
+
+START_TEST(test_strip_unknown_fields)
+{
+    const char *schema = "{'bsonType': 'object', 'properties': {'_id': {'bsonType': 'int'},"
+                         " 'a': {'bsonType': 'object', 'properties': {'x': {}}},"
+                         " 'l': {'bsonType': 'array', 'items': {'properties': {'y': {}}}},"
+                         " 'm': {'bsonType': 'mixed'}}}";
+    assert_stripped(schema, "{'_id': 1, 'a': {'x': 1}}", 0, "{'_id': 1, 'a': {'x': 1}}");
+    assert_stripped(schema, "{'_id': 1, 'colour': 'red', 'a': {'x': 1, 'z': 2}, 'size': 3}", 3,
+                    "{'_id': 1, 'a': {'x': 1}}");
+    assert_stripped(schema, "{'l': [{'y': 1, 'q': 2}, 5, {'q': 3}]}", 2, "{'l': [{'y': 1}, 5, {}]}");
+    /* A node without properties takes anything below it. */
+    assert_stripped(schema, "{'m': {'deep': {'any': 1}}, 'a': 'not a document'}", 0,
+                    "{'m': {'deep': {'any': 1}}, 'a': 'not a document'}");
+    assert_stripped("{}", "{'a': 1}", 0, "{'a': 1}");
+    /* Wrappers are values, not documents with fields. */
+    assert_stripped("{'properties': {'o': {'properties': {}}}}",
+                    "{'o': {'$oid': '6650f0c2e4b0a1b2c3d4e5f6'}}", 0,
+                    "{'o': {'$oid': '6650f0c2e4b0a1b2c3d4e5f6'}}");
+
+    json_t *schema_json = load(schema);
+    json_t *not_a_document = load("[1]");
+    ck_assert_int_eq(schema_strip_unknown_fields(schema_json, not_a_document), -EINVAL);
+    json_decref(not_a_document);
+    json_decref(schema_json);
+}
+END_TEST
+
 Suite *unit_suite(void)
 {
     Suite *suite = suite_create("schema");
@@ -584,5 +626,9 @@ Suite *unit_suite(void)
     tcase_add_test(numbers, test_decimals);
     tcase_add_test(numbers, test_failure_changes_nothing);
     suite_add_tcase(suite, numbers);
+
+    TCase *strip = tcase_create("strip");
+    tcase_add_test(strip, test_strip_unknown_fields);
+    suite_add_tcase(suite, strip);
     return suite;
 }

@@ -1,0 +1,939 @@
+/*
+ * sync_client.c — the sync thread of a synced mount (sync_client.h).
+ *
+ * The thread owns one sync_transport and at most one connection, with one
+ * session (SYNC_SESSION) on it.  Its loop: connect when due, send what is
+ * due (query, mark, uploads, ping), then run the transport's event loop
+ * until something arrives, the FUSE thread wakes it (sync_status_wake
+ * after a local commit) or a timer is due.  Received messages are handled
+ * inside the event loop: downloads go to the store in one transaction each
+ * (store_apply_download), then the kernel is told (the changed callback).
+ *
+ * Everything durable is in the store: what the server acknowledged, the
+ * outbox, the subscriptions and the answers to them.  The thread keeps
+ * only per-connection bookkeeping, so a lost connection costs nothing but
+ * a re-bind: the server skips changesets it already integrated.
+ */
+#include "sync_client.h"
+
+#include <errno.h>
+#include <libwebsockets.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "realmfs/ejson.h"
+#include "realmfs/object_name.h"
+#include "realmfs/protocol.h"
+#include "realmfs/sync_transport.h"
+
+/* The one session of the connection: a mount syncs one file. */
+#define SYNC_SESSION 1
+
+/* Uploads sent and not acknowledged, at most: enough to keep a loopback
+ * or LAN link busy, little enough that an acknowledgement is never far. */
+#define SYNC_UPLOAD_WINDOW_BYTES (1024 * 1024)
+/* Changesets per upload message; halved while a message would pass
+ * PROTOCOL_MAX_MESSAGE_BYTES. */
+#define SYNC_UPLOAD_MAX_CHANGESETS 256
+
+/* Reconnection delays: doubling from the first to the last, +-25%. */
+#define SYNC_BACKOFF_FIRST_MS 500
+#define SYNC_BACKOFF_MAX_MS 60000
+
+/* A connection that brought nothing for two ping intervals is lost. */
+#define SYNC_SILENCE_LIMIT_MS (2 * PROTOCOL_PING_INTERVAL_SECONDS * 1000)
+
+/* How often to look again at an outbox whose head is a young held delete. */
+#define SYNC_HELD_DELETE_RECHECK_MS 250
+
+/* Longest the event loop sleeps without a timer due. */
+#define SYNC_IDLE_SERVICE_MS 1000
+
+/* How long the close handshake at the end may take. */
+#define SYNC_CLOSE_WAIT_MS 500
+
+/* A document in the error log is cut above this, as fs_ops.c does. */
+#define SYNC_LOGGED_CONTENT_LIMIT (64 * 1024)
+
+/* An upload message sent and not yet acknowledged. */
+typedef struct sync_upload_in_flight {
+    uint64_t last_client_version;
+    size_t bytes;
+    size_t changesets;
+} sync_upload_in_flight;
+
+struct sync_client {
+    char *server_url;
+    char *app_id;
+    char *authorization;
+    char *ca_file;
+    store *store;
+    error_log *errors;
+    sync_status *status;
+    sync_client_changed_fn changed;
+    void *changed_context;
+    pthread_t thread;
+
+    /* Set by sync_client_stop, read by the thread. */
+    atomic_bool stopping;
+    _Atomic int64_t drain_deadline_ms;
+
+    /* Everything below belongs to the sync thread. */
+    sync_transport *transport;
+    sync_transport_connection *connection;
+    bool bound;                  /* bind sent, and the file has an identity */
+    bool gave_up;                /* the server said a person must act */
+    bool query_needs_new_version; /* the set was unanswered when we bound */
+    uint64_t sent_query_version; /* on this connection; 0: none */
+    uint64_t sent_mark;          /* on this connection */
+    uint64_t uploaded_through;   /* the last client version sent or acknowledged */
+    sync_upload_in_flight *in_flight;
+    size_t in_flight_count;
+    size_t in_flight_capacity;
+    size_t in_flight_bytes;
+    size_t in_flight_changesets;
+    size_t upload_batch_limit;
+    int64_t last_received_ms;
+    int64_t last_ping_ms;
+    int64_t retry_at_ms;
+    int64_t held_delete_recheck_ms; /* 0: none planned */
+    int backoff_ms;
+    double server_backoff_seconds; /* the hint of the last error, until used */
+    uint64_t jitter_state;
+};
+
+static int64_t now_ms(void)
+{
+    struct timeval now;
+    gettimeofday(&now, NULL);
+    return (int64_t)now.tv_sec * 1000 + now.tv_usec / 1000;
+}
+
+/* libwebsockets logs to stderr by default, which is the user's terminal
+ * during the login check and in the foreground: what matters reaches the
+ * user through our own messages and the status instead. */
+static int open_transport(const char *ca_file, sync_transport **transport, char *message,
+                          size_t message_size)
+{
+    lws_set_log_level(0, NULL);
+    sync_transport_options options = {.ca_file = ca_file};
+    return sync_transport_new(&options, transport, message, message_size);
+}
+
+static char *copy_or_null(const char *text)
+{
+    return text ? strdup(text) : NULL;
+}
+
+/* ---- reporting ------------------------------------------------------- */
+
+/* A problem the server reported, or the thread met, in .realmfs/errors.
+ * path: the object concerned, or "" for the mount as a whole. */
+static void log_problem(sync_client *client, const char *path, int error_code,
+                        const char *reason, const json_t *extra)
+{
+    error_log_append(client->errors, path, "sync", error_code, reason, extra);
+}
+
+static void set_state(sync_client *client, sync_connection_state state, const char *error)
+{
+    sync_status_set_state(client->status, state, error,
+                          state == SYNC_STATE_OFFLINE ? client->retry_at_ms : 0);
+}
+
+/* Stop syncing until the next mount: what the server said needs a person. */
+static void give_up(sync_client *client, const char *reason)
+{
+    client->gave_up = true;
+    log_problem(client, "", EPERM, reason, NULL);
+    set_state(client, SYNC_STATE_ERROR, reason);
+}
+
+/* ---- sending --------------------------------------------------------- */
+
+/* Serialize and queue a message; *bytes (may be NULL) gets its size.
+ * -EMSGSIZE when it would be too large, -EINVAL for another rule it
+ * breaks (a bug: logged), or what sync_transport_send returns. */
+static int send_message(sync_client *client, const protocol_message *message, size_t *bytes)
+{
+    protocol_error error;
+    size_t length;
+    char *text = protocol_serialize(message, &length, &error);
+    if (!text) {
+        if (error.code == PROTOCOL_ERROR_MESSAGE_TOO_LARGE)
+            return -EMSGSIZE;
+        char reason[400];
+        snprintf(reason, sizeof reason, "cannot write a %s message: %s",
+                 protocol_message_type_name(message->type), error.message);
+        log_problem(client, "", EINVAL, reason, NULL);
+        return error.code == PROTOCOL_ERROR_INTERNAL ? -ENOMEM : -EINVAL;
+    }
+    int result = sync_transport_send(client->connection, text, length);
+    free(text);
+    if (bytes)
+        *bytes = length;
+    return result;
+}
+
+static void send_bind(sync_client *client, const store_sync_progress *progress)
+{
+    protocol_message message;
+    protocol_message_init(&message, PROTOCOL_MESSAGE_BIND, SYNC_SESSION);
+    message.body.bind.file_identity = progress->file_identity;
+    if (progress->file_identity) {
+        message.body.bind.last_server_version = progress->last_server_version;
+        message.body.bind.last_integrated_client_version =
+            progress->last_acknowledged_client_version;
+    }
+    send_message(client, &message, NULL);
+}
+
+typedef struct query_builder {
+    protocol_query_body *query;
+    int error;
+} query_builder;
+
+static int add_subscription(const char *collection, const char *name, const char *query,
+                            void *context)
+{
+    query_builder *builder = context;
+    builder->error = protocol_query_add(builder->query, collection, name, query);
+    return builder->error;
+}
+
+/* The subscription set goes when it is newer than anything the server has
+ * answered, and not sent on this connection yet.  After a reconnection the
+ * server may have recorded the set already (it records before it
+ * bootstraps) and wants a greater version for the same set: hence the
+ * bump. */
+static void send_query_if_due(sync_client *client, const store_sync_progress *progress)
+{
+    uint64_t version = progress->subscriptions_version;
+    bool unanswered = version > progress->accepted_query_version &&
+                      version > progress->refused_query_version;
+    if (version == 0 || !unanswered || version <= client->sent_query_version)
+        return;
+    if (client->query_needs_new_version) {
+        if (store_bump_subscriptions_version(client->store, &version) != 0)
+            return;
+        client->query_needs_new_version = false;
+    }
+    protocol_message message;
+    protocol_message_init(&message, PROTOCOL_MESSAGE_QUERY, SYNC_SESSION);
+    message.body.query.query_version = version;
+    query_builder builder = {.query = &message.body.query};
+    int error = store_list_subscriptions(client->store, add_subscription, &builder);
+    if (!error)
+        error = send_message(client, &message, NULL);
+    protocol_message_clear(&message);
+    if (error)
+        return;
+    client->sent_query_version = version;
+    sync_status_set_bootstrap(client->status, version, 0.0);
+}
+
+static void send_mark_if_due(sync_client *client)
+{
+    sync_status_snapshot snapshot;
+    sync_status_get(client->status, &snapshot);
+    if (snapshot.mark_requested <= client->sent_mark)
+        return;
+    protocol_message message;
+    protocol_message_init(&message, PROTOCOL_MESSAGE_MARK, SYNC_SESSION);
+    message.body.mark.request = snapshot.mark_requested;
+    if (send_message(client, &message, NULL) == 0)
+        client->sent_mark = snapshot.mark_requested;
+}
+
+static void send_ping_if_due(sync_client *client, int64_t now)
+{
+    if (now - client->last_ping_ms < PROTOCOL_PING_INTERVAL_SECONDS * 1000)
+        return;
+    protocol_message message;
+    protocol_message_init(&message, PROTOCOL_MESSAGE_PING, 0);
+    message.body.ping.timestamp = (uint64_t)now;
+    if (send_message(client, &message, NULL) == 0)
+        client->last_ping_ms = now;
+}
+
+static int take_outbox_changeset(const changeset *outbox_changeset, void *context)
+{
+    protocol_upload_body *upload = context;
+    /* store_scan_outbox lets the visitor take the changeset's contents */
+    return protocol_upload_add(upload, (changeset *)outbox_changeset);
+}
+
+static int remember_in_flight(sync_client *client, uint64_t last_client_version, size_t bytes,
+                              size_t changesets)
+{
+    if (client->in_flight_count == client->in_flight_capacity) {
+        size_t capacity = client->in_flight_capacity ? 2 * client->in_flight_capacity : 16;
+        sync_upload_in_flight *grown = realloc(client->in_flight, capacity * sizeof *grown);
+        if (!grown)
+            return -ENOMEM;
+        client->in_flight = grown;
+        client->in_flight_capacity = capacity;
+    }
+    client->in_flight[client->in_flight_count++] = (sync_upload_in_flight){
+        .last_client_version = last_client_version, .bytes = bytes, .changesets = changesets};
+    client->in_flight_bytes += bytes;
+    client->in_flight_changesets += changesets;
+    return 0;
+}
+
+/* The server integrated everything up to client_version. */
+static void forget_acknowledged(sync_client *client, uint64_t client_version)
+{
+    size_t done = 0;
+    while (done < client->in_flight_count &&
+           client->in_flight[done].last_client_version <= client_version) {
+        client->in_flight_bytes -= client->in_flight[done].bytes;
+        client->in_flight_changesets -= client->in_flight[done].changesets;
+        done++;
+    }
+    memmove(client->in_flight, client->in_flight + done,
+            (client->in_flight_count - done) * sizeof *client->in_flight);
+    client->in_flight_count -= done;
+    if (client->uploaded_through < client_version)
+        client->uploaded_through = client_version;
+}
+
+/* One upload message from the outbox.  1 when one was sent, 0 when there
+ * was nothing to send, <0 on failure. */
+static int send_one_upload(sync_client *client, const store_sync_progress *progress, int64_t now)
+{
+    for (;;) {
+        protocol_message message;
+        protocol_message_init(&message, PROTOCOL_MESSAGE_UPLOAD, SYNC_SESSION);
+        protocol_upload_body *upload = &message.body.upload;
+        upload->last_integrated_server_version = progress->last_server_version;
+        int visited = store_scan_outbox(client->store, client->uploaded_through,
+                                        client->upload_batch_limit, now, take_outbox_changeset,
+                                        upload);
+        if (visited < 0 || upload->changeset_count == 0) {
+            protocol_message_clear(&message);
+            return visited < 0 ? visited : 0;
+        }
+        size_t bytes = 0;
+        int error = send_message(client, &message, &bytes);
+        size_t count = upload->changeset_count;
+        uint64_t last = upload->changesets[count - 1].client_version;
+        protocol_message_clear(&message);
+        if (error == -EMSGSIZE && count > 1) {
+            client->upload_batch_limit = count / 2;
+            continue;
+        }
+        if (error == -EMSGSIZE) {
+            char reason[200];
+            snprintf(reason, sizeof reason, "local change %llu is too large to upload (over %d "
+                     "bytes as a message); later changes wait behind it",
+                     (unsigned long long)last, PROTOCOL_MAX_MESSAGE_BYTES);
+            give_up(client, reason);
+            return -EMSGSIZE;
+        }
+        if (error)
+            return error;
+        client->uploaded_through = last;
+        client->upload_batch_limit = SYNC_UPLOAD_MAX_CHANGESETS;
+        return remember_in_flight(client, last, bytes, count) == 0 ? 1 : -ENOMEM;
+    }
+}
+
+static void send_uploads_if_due(sync_client *client, const store_sync_progress *progress,
+                                int64_t now)
+{
+    int sent = 0;
+    while (client->in_flight_bytes < SYNC_UPLOAD_WINDOW_BYTES &&
+           (sent = send_one_upload(client, progress, now)) == 1)
+        ;
+    /* Nothing more left to send while changesets wait beyond the ones in
+     * flight: the outbox's head is a held delete not old enough yet. */
+    bool held = sent == 0 && progress->outbox_changesets > client->in_flight_changesets;
+    client->held_delete_recheck_ms = held ? now + SYNC_HELD_DELETE_RECHECK_MS : 0;
+}
+
+/* Everything due on a bound session. */
+static void send_due_messages(sync_client *client, int64_t now)
+{
+    store_sync_progress progress;
+    if (store_get_sync_progress(client->store, &progress) != 0)
+        return;
+    send_query_if_due(client, &progress);
+    send_mark_if_due(client);
+    send_uploads_if_due(client, &progress, now);
+}
+
+/* ---- receiving ------------------------------------------------------- */
+
+/* <Collection>/<file name of id>, as the user sees the object. */
+static void object_path(const char *collection, const json_t *id, char *path, size_t size)
+{
+    char name[OBJECT_NAME_MAX + 1];
+    if (object_name_from_id(id, name) != 0)
+        snprintf(name, sizeof name, "?");
+    snprintf(path, size, "%s/%s", collection, name);
+}
+
+/* A write the server refused: the object goes back to the server's
+ * version with the download that follows; keep what the user had. */
+static void log_compensating_write(sync_client *client, const protocol_error_body *error)
+{
+    const protocol_compensating_write *write = error->compensating_write;
+    if (!write) {
+        log_problem(client, "", EPERM, error->message, NULL);
+        return;
+    }
+    char path[PATH_MAX];
+    object_path(write->collection, write->id, path, sizeof path);
+    json_t *extra = json_object();
+    char *content = NULL;
+    store_object_info info;
+    if (extra && store_get_object(client->store, write->collection, write->id, &content,
+                                  &info) == 0 && info.size <= SYNC_LOGGED_CONTENT_LIMIT)
+        json_object_set_new(extra, "content", json_stringn(content, info.size));
+    free(content);
+    char *id_text = ejson_format_line(write->id, NULL);
+    char *server_text = write->server_document ? ejson_format_line(write->server_document, NULL) : NULL;
+    if (extra) {
+        json_object_set_new(extra, "collection", json_string(write->collection));
+        if (id_text)
+            json_object_set_new(extra, "_id", json_string(id_text));
+        json_object_set_new(extra, "server_document",
+                            server_text ? json_string(server_text) : json_null());
+    }
+    char reason[600];
+    snprintf(reason, sizeof reason, "the server refused the write and restores its version: %s",
+             write->reason);
+    log_problem(client, path, EPERM, reason, extra);
+    free(id_text);
+    free(server_text);
+    json_decref(extra);
+}
+
+/* Drop the connection; the closed handler plans the next attempt. */
+static void drop_connection(sync_client *client, const char *reason)
+{
+    if (!client->gave_up)
+        set_state(client, SYNC_STATE_OFFLINE, reason);
+    if (client->connection)
+        sync_transport_close(client->connection);
+}
+
+static void handle_error(sync_client *client, const protocol_message *message)
+{
+    const protocol_error_body *error = &message->body.error;
+    char reason[600];
+    snprintf(reason, sizeof reason, "%s (%s): %s",
+             message->session == 0 ? "connection error" : "session error",
+             protocol_error_code_name(error->code), error->message);
+    if (error->code == PROTOCOL_ERROR_COMPENSATING_WRITE) {
+        log_compensating_write(client, error);
+        return;
+    }
+    client->server_backoff_seconds = error->backoff_seconds;
+    if (error->action == PROTOCOL_ACTION_CLIENT_RESET) {
+        char text[sizeof reason + 120];
+        snprintf(text, sizeof text, "%s; this version of realmfs cannot reset a client file: "
+                 "unmount, move the data directory away and mount again", reason);
+        give_up(client, text);
+    } else if (!error->try_again) {
+        give_up(client, reason);
+    } else {
+        log_problem(client, "", EAGAIN, reason, NULL);
+    }
+    /* A session-level error ends the session; the server closes the
+     * connection itself after a connection-level one. */
+    if (message->session != 0 && client->connection) {
+        protocol_message unbind;
+        protocol_message_init(&unbind, PROTOCOL_MESSAGE_UNBIND, SYNC_SESSION);
+        send_message(client, &unbind, NULL);
+        drop_connection(client, reason);
+    }
+}
+
+static void session_bound(sync_client *client)
+{
+    client->bound = true;
+    set_state(client, SYNC_STATE_CONNECTED, NULL);
+}
+
+static void handle_download(sync_client *client, const protocol_download_body *download)
+{
+    store_download_change *changes = NULL;
+    size_t count = 0;
+    int error = store_apply_download(client->store, download, &changes, &count);
+    if (error) {
+        char reason[600];
+        snprintf(reason, sizeof reason, "cannot apply a download: %s", store_last_error());
+        log_problem(client, "", -error, reason, NULL);
+        drop_connection(client, reason);
+        return;
+    }
+    if (count && client->changed)
+        client->changed(changes, count, client->changed_context);
+    store_free_download_changes(changes, count);
+    /* a working session: the next loss starts backing off afresh */
+    client->backoff_ms = SYNC_BACKOFF_FIRST_MS;
+    if (download->last_in_batch)
+        forget_acknowledged(client, download->last_integrated_client_version);
+    if (client->sent_query_version && download->query_version == client->sent_query_version)
+        sync_status_set_bootstrap(client->status, download->query_version,
+                                  download->last_in_batch ? 1.0 : download->progress_estimate);
+}
+
+static void handle_message(sync_client *client, const protocol_message *message)
+{
+    switch (message->type) {
+    case PROTOCOL_MESSAGE_IDENT:
+        if (store_set_file_identity(client->store, message->body.ident.file_identity) == 0) {
+            session_bound(client);
+        } else {
+            char reason[600];
+            snprintf(reason, sizeof reason, "cannot keep the file identity: %s",
+                     store_last_error());
+            give_up(client, reason);
+            drop_connection(client, reason);
+        }
+        break;
+    case PROTOCOL_MESSAGE_DOWNLOAD:
+        handle_download(client, &message->body.download);
+        break;
+    case PROTOCOL_MESSAGE_QUERY_ERROR: {
+        const protocol_query_error_body *refusal = &message->body.query_error;
+        store_set_query_result(client->store, refusal->query_version, false, refusal->message);
+        if (refusal->query_version == client->sent_query_version)
+            sync_status_set_bootstrap(client->status, refusal->query_version, 1.0);
+        break;
+    }
+    case PROTOCOL_MESSAGE_MARK:
+        sync_status_set_mark_answered(client->status, message->body.mark.request);
+        break;
+    case PROTOCOL_MESSAGE_ERROR:
+        handle_error(client, message);
+        break;
+    default: /* pong and unbound: having received them is enough */
+        break;
+    }
+}
+
+static void on_received(sync_transport_connection *connection, const char *text, size_t length,
+                        void *context)
+{
+    (void)connection;
+    sync_client *client = context;
+    client->last_received_ms = now_ms();
+    protocol_message message;
+    protocol_error error;
+    if (protocol_parse(text, length, &message, &error) != 0) {
+        char reason[400];
+        snprintf(reason, sizeof reason, "the server sent a message this client cannot read: %s",
+                 error.message);
+        log_problem(client, "", EPROTO, reason, NULL);
+        drop_connection(client, reason);
+        return;
+    }
+    if (!protocol_sent_by(message.type, PROTOCOL_SERVER) ||
+        (message.session != 0 && message.session != SYNC_SESSION)) {
+        char reason[200];
+        snprintf(reason, sizeof reason, "the server sent an unexpected %s message",
+                 protocol_message_type_name(message.type));
+        log_problem(client, "", EPROTO, reason, NULL);
+        drop_connection(client, reason);
+    } else {
+        handle_message(client, &message);
+    }
+    protocol_message_clear(&message);
+}
+
+/* ---- the connection -------------------------------------------------- */
+
+static void on_connected(sync_transport_connection *connection, void *context)
+{
+    (void)connection;
+    sync_client *client = context;
+    int64_t now = now_ms();
+    client->last_received_ms = now;
+    client->last_ping_ms = now;
+    store_sync_progress progress;
+    int error = store_get_sync_progress(client->store, &progress);
+    if (!error)
+        error = store_discard_staged_downloads(client->store);
+    if (error) {
+        char reason[600];
+        snprintf(reason, sizeof reason, "cannot read the sync state: %s", store_last_error());
+        drop_connection(client, reason);
+        return;
+    }
+    client->uploaded_through = progress.last_acknowledged_client_version;
+    client->in_flight_count = client->in_flight_bytes = client->in_flight_changesets = 0;
+    client->sent_query_version = 0;
+    client->query_needs_new_version =
+        progress.subscriptions_version > progress.accepted_query_version &&
+        progress.subscriptions_version > progress.refused_query_version;
+    sync_status_snapshot snapshot;
+    sync_status_get(client->status, &snapshot);
+    client->sent_mark = snapshot.mark_answered;
+    send_bind(client, &progress);
+    if (progress.file_identity)
+        session_bound(client);
+}
+
+/* Jittered exponential backoff, or the server's hint when longer. */
+static int next_retry_delay_ms(sync_client *client)
+{
+    client->jitter_state ^= client->jitter_state << 13;
+    client->jitter_state ^= client->jitter_state >> 7;
+    client->jitter_state ^= client->jitter_state << 17;
+    double jitter = 0.75 + 0.5 * (double)(client->jitter_state % 10001) / 10000.0;
+    double delay = client->backoff_ms * jitter;
+    double hint = client->server_backoff_seconds * 1000.0;
+    client->server_backoff_seconds = 0;
+    if (client->backoff_ms < SYNC_BACKOFF_MAX_MS)
+        client->backoff_ms = client->backoff_ms * 2 < SYNC_BACKOFF_MAX_MS
+                                 ? client->backoff_ms * 2 : SYNC_BACKOFF_MAX_MS;
+    return (int)(hint > delay ? hint : delay);
+}
+
+static void on_closed(sync_transport_connection *connection, int close_code, int http_status,
+                      const char *reason, void *context)
+{
+    (void)connection;
+    sync_client *client = context;
+    client->connection = NULL;
+    client->bound = false;
+    if (atomic_load(&client->stopping))
+        return;
+    if (client->gave_up)
+        return;
+    char text[SYNC_STATUS_TEXT_MAX];
+    if (http_status == 400 || http_status == 401 || http_status == 403 || http_status == 404) {
+        snprintf(text, sizeof text, "the server refused the connection (HTTP %d): %s",
+                 http_status, reason);
+        give_up(client, text);
+        return;
+    }
+    if (http_status)
+        snprintf(text, sizeof text, "HTTP %d: %s", http_status, reason);
+    else if (close_code)
+        snprintf(text, sizeof text, "closed by the server (%d): %s", close_code, reason);
+    else
+        snprintf(text, sizeof text, "%s", reason);
+    client->retry_at_ms = now_ms() + next_retry_delay_ms(client);
+    set_state(client, SYNC_STATE_OFFLINE, text);
+}
+
+static const sync_transport_handlers client_handlers = {
+    .connected = on_connected,
+    .received = on_received,
+    .closed = on_closed,
+};
+
+static void open_connection(sync_client *client)
+{
+    char message[SYNC_STATUS_TEXT_MAX];
+    set_state(client, SYNC_STATE_CONNECTING, NULL);
+    client->last_received_ms = now_ms(); /* a connection attempt gets as long as silence */
+    int error = sync_transport_connect(client->transport, client->server_url, client->app_id,
+                                       client->authorization, &client_handlers, client,
+                                       &client->connection, message, sizeof message);
+    if (error == -EINVAL) {
+        give_up(client, message);
+    } else if (error) {
+        client->connection = NULL;
+        client->retry_at_ms = now_ms() + next_retry_delay_ms(client);
+        set_state(client, SYNC_STATE_OFFLINE, message);
+    }
+}
+
+static void wake_transport(void *context)
+{
+    sync_transport_wake(context);
+}
+
+static int new_transport(sync_client *client, char *message, size_t message_size)
+{
+    int error = open_transport(client->ca_file, &client->transport, message, message_size);
+    if (!error)
+        sync_status_set_waker(client->status, wake_transport, client->transport);
+    return error;
+}
+
+/* A connection that went silent may hang on a dead peer for as long as
+ * TCP tries: drop it with the whole transport, which closes without
+ * waiting, and start a new one. */
+static void abandon_silent_connection(sync_client *client)
+{
+    char message[SYNC_STATUS_TEXT_MAX];
+    sync_status_set_waker(client->status, NULL, NULL);
+    sync_transport_free(client->transport);
+    client->transport = NULL;
+    client->connection = NULL;
+    client->bound = false;
+    client->retry_at_ms = now_ms() + next_retry_delay_ms(client);
+    set_state(client, SYNC_STATE_OFFLINE, "the server stopped answering");
+    if (new_transport(client, message, sizeof message) != 0)
+        give_up(client, message);
+}
+
+/* How long the event loop may wait before something is due. */
+static int service_timeout_ms(const sync_client *client, int64_t now)
+{
+    int64_t due = now + SYNC_IDLE_SERVICE_MS;
+    if (!client->connection && !client->gave_up && client->retry_at_ms < due)
+        due = client->retry_at_ms;
+    if (client->bound && client->last_ping_ms + PROTOCOL_PING_INTERVAL_SECONDS * 1000 < due)
+        due = client->last_ping_ms + PROTOCOL_PING_INTERVAL_SECONDS * 1000;
+    if (client->held_delete_recheck_ms && client->held_delete_recheck_ms < due)
+        due = client->held_delete_recheck_ms;
+    return due <= now ? 0 : (int)(due - now);
+}
+
+/* After sync_client_stop: keep going while the outbox may still reach the
+ * server before the deadline. */
+static bool still_draining(sync_client *client, int64_t now)
+{
+    if (!client->connection || now >= atomic_load(&client->drain_deadline_ms))
+        return false;
+    store_sync_progress progress;
+    return store_get_sync_progress(client->store, &progress) == 0 &&
+           progress.outbox_changesets > 0;
+}
+
+/* At the end: a close frame, so the server forgets the session at once. */
+static void close_politely(sync_client *client)
+{
+    if (!client->connection)
+        return;
+    sync_transport_close(client->connection);
+    int64_t deadline = now_ms() + SYNC_CLOSE_WAIT_MS;
+    for (int64_t now = now_ms(); client->connection && now < deadline; now = now_ms())
+        if (sync_transport_service(client->transport, (int)(deadline - now)) != 0)
+            break;
+}
+
+static void *sync_thread_main(void *argument)
+{
+    sync_client *client = argument;
+    char message[SYNC_STATUS_TEXT_MAX];
+    if (new_transport(client, message, sizeof message) != 0) {
+        give_up(client, message);
+        return NULL;
+    }
+    for (;;) {
+        int64_t now = now_ms();
+        if (atomic_load(&client->stopping)) {
+            if (!still_draining(client, now))
+                break;
+        } else if (!client->connection && !client->gave_up && now >= client->retry_at_ms) {
+            open_connection(client);
+        }
+        if (client->connection && now - client->last_received_ms > SYNC_SILENCE_LIMIT_MS) {
+            abandon_silent_connection(client);
+            if (!client->transport)
+                break;
+            continue;
+        }
+        if (client->bound) {
+            send_ping_if_due(client, now);
+            send_due_messages(client, now);
+        }
+        if (sync_transport_service(client->transport, service_timeout_ms(client, now)) != 0) {
+            give_up(client, "the connection's event loop failed");
+            break;
+        }
+    }
+    close_politely(client);
+    sync_status_set_waker(client->status, NULL, NULL);
+    sync_transport_free(client->transport);
+    client->transport = NULL;
+    client->connection = NULL;
+    if (!client->gave_up)
+        set_state(client, SYNC_STATE_DISABLED, NULL);
+    return NULL;
+}
+
+/* ---- the public functions -------------------------------------------- */
+
+static void free_client(sync_client *client)
+{
+    if (client->authorization) {
+        explicit_bzero(client->authorization, strlen(client->authorization));
+        free(client->authorization);
+    }
+    free(client->server_url);
+    free(client->app_id);
+    free(client->ca_file);
+    free(client->in_flight);
+    free(client);
+}
+
+int sync_client_start(const sync_client_options *options, store *store, error_log *errors,
+                      sync_status *status, sync_client_changed_fn changed, void *changed_context,
+                      sync_client **out, char *message, size_t message_size)
+{
+    *out = NULL;
+    sync_client *client = calloc(1, sizeof *client);
+    if (!client) {
+        snprintf(message, message_size, "out of memory");
+        return -ENOMEM;
+    }
+    client->server_url = strdup(options->server_url);
+    client->app_id = strdup(options->app_id);
+    client->authorization = copy_or_null(options->authorization);
+    client->ca_file = copy_or_null(options->ca_file);
+    client->store = store;
+    client->errors = errors;
+    client->status = status;
+    client->changed = changed;
+    client->changed_context = changed_context;
+    client->backoff_ms = SYNC_BACKOFF_FIRST_MS;
+    client->upload_batch_limit = SYNC_UPLOAD_MAX_CHANGESETS;
+    client->jitter_state = (uint64_t)now_ms() * 2654435761u ^ (uint64_t)getpid() ^ 1;
+    atomic_init(&client->stopping, false);
+    atomic_init(&client->drain_deadline_ms, 0);
+    if (!client->server_url || !client->app_id ||
+        (options->authorization && !client->authorization) ||
+        (options->ca_file && !client->ca_file)) {
+        free_client(client);
+        snprintf(message, message_size, "out of memory");
+        return -ENOMEM;
+    }
+    int error = pthread_create(&client->thread, NULL, sync_thread_main, client);
+    if (error) {
+        free_client(client);
+        snprintf(message, message_size, "cannot start the sync thread: %s", strerror(error));
+        return -error;
+    }
+    *out = client;
+    return 0;
+}
+
+void sync_client_stop(sync_client *client, int drain_ms, uint64_t *left)
+{
+    if (left)
+        *left = 0;
+    if (!client)
+        return;
+    atomic_store(&client->drain_deadline_ms, now_ms() + drain_ms);
+    atomic_store(&client->stopping, true);
+    sync_status_wake(client->status);
+    pthread_join(client->thread, NULL);
+    store_sync_progress progress;
+    if (left && store_get_sync_progress(client->store, &progress) == 0)
+        *left = progress.outbox_changesets;
+    free_client(client);
+}
+
+/* ---- the login check -------------------------------------------------- */
+
+typedef struct login_check {
+    bool done;
+    sync_login_result result;
+    char *message;
+    size_t message_size;
+} login_check;
+
+static void on_login_connected(sync_transport_connection *connection, void *context)
+{
+    login_check *check = context;
+    check->result = SYNC_LOGIN_ACCEPTED;
+    sync_transport_close(connection);
+}
+
+static void on_login_closed(sync_transport_connection *connection, int close_code,
+                            int http_status, const char *reason, void *context)
+{
+    (void)connection;
+    (void)close_code;
+    login_check *check = context;
+    check->done = true;
+    if (check->result == SYNC_LOGIN_ACCEPTED)
+        return;
+    if (http_status == 401)
+        snprintf(check->message, check->message_size,
+                 "the server refused the login (HTTP 401): %s", reason);
+    else if (http_status == 404)
+        snprintf(check->message, check->message_size,
+                 "the server does not serve this app (HTTP 404): check --app");
+    else if (http_status)
+        snprintf(check->message, check->message_size, "the server refused the connection "
+                 "(HTTP %d): %s", http_status, reason);
+    else
+        snprintf(check->message, check->message_size, "cannot reach the server: %s", reason);
+    check->result = http_status && http_status != 503 ? SYNC_LOGIN_REFUSED
+                                                      : SYNC_LOGIN_UNREACHABLE;
+}
+
+static const sync_transport_handlers login_handlers = {
+    .connected = on_login_connected,
+    .closed = on_login_closed,
+};
+
+sync_login_result sync_client_check_login(const sync_client_options *options, int timeout_ms,
+                                          char *message, size_t message_size)
+{
+    login_check check = {.result = SYNC_LOGIN_UNREACHABLE, .message = message,
+                         .message_size = message_size};
+    snprintf(message, message_size, "the server did not answer within %d ms", timeout_ms);
+    sync_transport *transport;
+    if (open_transport(options->ca_file, &transport, message, message_size) != 0)
+        return SYNC_LOGIN_UNREACHABLE;
+    sync_transport_connection *connection;
+    int error = sync_transport_connect(transport, options->server_url, options->app_id,
+                                       options->authorization, &login_handlers, &check,
+                                       &connection, message, message_size);
+    if (error) {
+        sync_transport_free(transport);
+        return error == -EINVAL ? SYNC_LOGIN_REFUSED : SYNC_LOGIN_UNREACHABLE;
+    }
+    int64_t deadline = now_ms() + timeout_ms;
+    for (int64_t now = now_ms(); !check.done && now < deadline; now = now_ms())
+        if (sync_transport_service(transport, (int)(deadline - now)) != 0)
+            break;
+    sync_transport_free(transport);
+    return check.done ? check.result
+                      : check.result == SYNC_LOGIN_ACCEPTED ? SYNC_LOGIN_ACCEPTED
+                                                            : SYNC_LOGIN_UNREACHABLE;
+}
+
+int sync_client_basic_authorization(const char *email, const char *password, char **out)
+{
+    *out = NULL;
+    if (!*email || !*password || strchr(email, ':'))
+        return -EINVAL;
+    size_t credentials_size = strlen(email) + 1 + strlen(password) + 1;
+    if (credentials_size > INT_MAX / 2)
+        return -EINVAL;
+    char *credentials = malloc(credentials_size);
+    size_t header_size = sizeof "Basic " + 4 * (credentials_size / 3 + 1) + 1;
+    char *header = malloc(header_size);
+    int error = credentials && header ? 0 : -ENOMEM;
+    if (!error) {
+        size_t email_length = strlen(email);
+        memcpy(credentials, email, email_length);
+        credentials[email_length] = ':';
+        memcpy(credentials + email_length + 1, password, strlen(password) + 1);
+        memcpy(header, "Basic ", 6);
+        if (lws_b64_encode_string(credentials, (int)strlen(credentials), header + 6,
+                                  (int)(header_size - 6)) < 0)
+            error = -ENOMEM;
+    }
+    if (credentials) {
+        explicit_bzero(credentials, credentials_size);
+        free(credentials);
+    }
+    if (error) {
+        if (header)
+            explicit_bzero(header, header_size);
+        free(header);
+        return error;
+    }
+    *out = header;
+    return 0;
+}

@@ -1,0 +1,71 @@
+/*
+ * sync_download.c — the instructions of download changesets: effects of
+ * changes on a view, and replacements (sync_download.h).
+ */
+#include "sync_download.h"
+
+#include <string.h>
+
+#include "realmfs/value.h"
+
+/* Walks before's fields alongside after's: each field after shares with
+ * before must be the next shared one in before's order. */
+bool sync_download_diff_keeps_order(const json_t *before, const json_t *after)
+{
+    if (value_type_of(before) != VALUE_DOCUMENT || value_type_of(after) != VALUE_DOCUMENT)
+        return true;
+    void *old_field = json_object_iter((json_t *)before);
+    bool passed_new_field = false;
+    const char *name;
+    const json_t *value;
+    json_object_foreach((json_t *)after, name, value) {
+        const json_t *old_value = json_object_get(before, name);
+        if (old_value == NULL) {
+            passed_new_field = true;
+            continue;
+        }
+        if (passed_new_field)
+            return false;
+        while (old_field != NULL &&
+               json_object_get(after, json_object_iter_key(old_field)) == NULL)
+            old_field = json_object_iter_next((json_t *)before, old_field);
+        if (old_field == NULL || strcmp(json_object_iter_key(old_field), name) != 0)
+            return false;
+        old_field = json_object_iter_next((json_t *)before, old_field);
+        if (!sync_download_diff_keeps_order(old_value, value))
+            return false;
+    }
+    return true;
+}
+
+/* 1 when the changeset grew past count, else the (negative) result. */
+static int sync_download_affected(int result, const changeset *download, size_t count)
+{
+    if (result < 0)
+        return result;
+    return download->count > count ? 1 : 0;
+}
+
+int sync_download_append_replacement(const char *collection, const json_t *id,
+                                     const json_t *document, changeset *download, char *message,
+                                     size_t message_size)
+{
+    size_t count = download->count;
+    int result = changeset_append(download, CHANGESET_DELETE, collection, id, NULL, NULL, message,
+                                  message_size);
+    if (result == 0 && document != NULL)
+        result = changeset_diff(collection, id, NULL, document, download, message, message_size);
+    return sync_download_affected(result, download, count);
+}
+
+int sync_download_append_effect(const char *collection, const json_t *id, const json_t *before,
+                                const json_t *after, changeset *download, char *message,
+                                size_t message_size)
+{
+    if (before != NULL && after != NULL && !sync_download_diff_keeps_order(before, after))
+        return sync_download_append_replacement(collection, id, after, download, message,
+                                                message_size);
+    size_t count = download->count;
+    int result = changeset_diff(collection, id, before, after, download, message, message_size);
+    return sync_download_affected(result, download, count);
+}

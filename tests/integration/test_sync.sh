@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# Synced mounts (docs/sync.md): two mounts of different users against a real
+# realmfs-server on loopback.  Changes made through one mount's files must
+# appear in the other's, offline changes must wait and go up on reconnect,
+# and a refused login must fail before anything is mounted.
+#
+# Environment: REALMFS, REALMFS_SERVER (the server binary), REALMFS_EXPORTS
+# (the App Services exports).
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
+: "${REALMFS_SERVER:?set REALMFS_SERVER to the realmfs-server binary}"
+: "${REALMFS_EXPORTS:?set REALMFS_EXPORTS to the App Services exports}"
+
+APP=$TEST_ROOT/app
+SERVER_DATA=$TEST_ROOT/server.data
+SERVER_LOG=$TEST_ROOT/server.log
+SERVER_PID_FILE=$TEST_ROOT/server.pid
+SERVER_PORT=0
+cp -r "$REALMFS_EXPORTS/sync-todo" "$APP"
+APP_ID=$(jq -er .app_id "$APP/realm_config.json")
+cat >"$APP/auth/providers.json" <<'EOF'
+{"local-userpass": {"name": "local-userpass", "type": "local-userpass", "disabled": false},
+ "api-key": {"name": "api-key", "type": "api-key", "disabled": false},
+ "anon-user": {"name": "anon-user", "type": "anon-user", "disabled": true}}
+EOF
+
+# listening_since LINE: the server log, from LINE on, says it listens.
+listening_since() {
+  tail -n +"$1" "$SERVER_LOG" | grep -q " info listening on "
+}
+
+# start_server: runs the server on SERVER_PORT (a free one the first time,
+# the same one after a restart, so mounts find it again).  Cases run in
+# subshells, so the server's pid is kept in a file.
+start_server() {
+  local lines
+  lines=$(wc -l <"$SERVER_LOG")
+  "$REALMFS_SERVER" serve --app "$APP" --data "$SERVER_DATA" \
+    --listen "127.0.0.1:$SERVER_PORT" --log-level info 2>>"$SERVER_LOG" </dev/null &
+  echo $! >"$SERVER_PID_FILE"
+  wait_until 15 listening_since $((lines + 1)) || return 1
+  if [[ $SERVER_PORT == 0 ]]; then
+    SERVER_PORT=$(grep -m1 -o 'ws://127.0.0.1:[0-9]*' "$SERVER_LOG" | sed 's/.*://')
+  fi
+}
+
+stop_server() {
+  local pid
+  pid=$(cat "$SERVER_PID_FILE")
+  kill "$pid"
+  wait_until 10 bash -c "! kill -0 $pid 2>/dev/null"
+}
+on_cleanup 'kill "$(cat "$SERVER_PID_FILE")" 2>/dev/null'
+
+server_url() {
+  echo "ws://127.0.0.1:$SERVER_PORT"
+}
+
+mkdir -p "$SERVER_DATA"
+touch "$SERVER_LOG"
+printf 'alice-password\n' >"$TEST_ROOT/alice.password"
+printf 'wrong-password\n' >"$TEST_ROOT/wrong.password"
+"$REALMFS_SERVER" user add --data "$SERVER_DATA" alice@example.com \
+  --password-file "$TEST_ROOT/alice.password" >/dev/null || bail_out "cannot add alice"
+BOB_ID=$("$REALMFS_SERVER" user add --data "$SERVER_DATA" bob@example.com \
+  --password-file "$TEST_ROOT/alice.password") || bail_out "cannot add bob"
+"$REALMFS_SERVER" apikey add --data "$SERVER_DATA" bob-key --user "$BOB_ID" \
+  >"$TEST_ROOT/bob.key" || bail_out "cannot add an API key"
+start_server || bail_out "the server did not start: $(cat "$SERVER_LOG")"
+
+# mount_alice NAME / mount_bob NAME: synced mounts as each user.
+mount_alice() {
+  mount_realm "$1" --server "$(server_url)" --app "$APP_ID" \
+    --user alice@example.com --password-file "$TEST_ROOT/alice.password"
+}
+mount_bob() {
+  mount_realm "$1" --server "$(server_url)" --app "$APP_ID" \
+    --api-key-file "$TEST_ROOT/bob.key"
+}
+
+# subscribe MOUNT NAME PREDICATE: the mount's subscription NAME on Item.
+subscribe() {
+  mkdir -p "$1/.realmfs/subscriptions/Item"
+  printf '%s\n' "$3" >"$1/.realmfs/subscriptions/Item/$2"
+}
+
+# item ID OWNER SUMMARY DONE: an Item document as the app's schema wants it.
+item() {
+  printf '{"_id": {"$oid": "%s"}, "owner_id": "%s", "summary": "%s", "isComplete": %s}' \
+    "$1" "$2" "$3" "$4"
+}
+
+# ---- login ----------------------------------------------------------------
+
+refuses_wrong_password() {
+  mkdir -p "$TEST_ROOT/refused"
+  local output status=0
+  output=$("$REALMFS" mount --data "$TEST_ROOT/refused.data" --server "$(server_url)" \
+    --app "$APP_ID" --user alice@example.com --password-file "$TEST_ROOT/wrong.password" \
+    "$TEST_ROOT/refused" 2>&1) || status=$?
+  assert_equal 1 "$status" "exit status"
+  assert_match "*refused the login*401*" "$output" "message"
+  ! mountpoint -q "$TEST_ROOT/refused"
+}
+
+refuses_unknown_app() {
+  mkdir -p "$TEST_ROOT/no-app"
+  local output status=0
+  output=$("$REALMFS" mount --data "$TEST_ROOT/no-app.data" --server "$(server_url)" \
+    --app no-such-app --user alice@example.com --password-file "$TEST_ROOT/alice.password" \
+    "$TEST_ROOT/no-app" 2>&1) || status=$?
+  assert_equal 1 "$status" "exit status"
+  assert_match "*404*" "$output" "message"
+  ! mountpoint -q "$TEST_ROOT/no-app"
+}
+
+first_mount_needs_the_server() {
+  mkdir -p "$TEST_ROOT/no-server"
+  local output status=0 port
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  output=$("$REALMFS" mount --data "$TEST_ROOT/no-server.data" --server "ws://127.0.0.1:$port" \
+    --app "$APP_ID" --anonymous "$TEST_ROOT/no-server" 2>&1) || status=$?
+  assert_equal 1 "$status" "exit status"
+  assert_match "*cannot reach the server*" "$output" "message"
+  ! mountpoint -q "$TEST_ROOT/no-server"
+}
+
+needs_a_login() {
+  local status=0
+  "$REALMFS" mount --server "$(server_url)" --app "$APP_ID" "$TEST_ROOT/x" 2>/dev/null ||
+    status=$?
+  assert_equal 2 "$status" "exit status"
+}
+
+ok "a wrong password fails the mount before anything is mounted" refuses_wrong_password
+ok "an unknown app fails the mount" refuses_unknown_app
+ok "a first mount without a server fails" first_mount_needs_the_server
+ok "a synced mount needs a login" needs_a_login
+
+# ---- two mounts -------------------------------------------------------------
+
+A=$(mount_alice alice) || bail_out "cannot mount as alice"
+B=$(mount_bob bob) || bail_out "cannot mount as bob"
+subscribe "$A" all TRUEPREDICATE
+subscribe "$B" all TRUEPREDICATE
+ID1=6650f0c2e4b0a1b2c3d4e501
+ID2=6650f0c2e4b0a1b2c3d4e502
+ID3=6650f0c2e4b0a1b2c3d4e503
+
+create_appears_on_the_other_mount() {
+  item $ID1 alice "buy milk" false >"$A/Item/$ID1.json"
+  wait_until 10 test -e "$B/Item/$ID1.json"
+  assert_object "$B/Item/$ID1.json" "$(item $ID1 alice "buy milk" false)"
+}
+
+sed_edit_appears_on_the_other_mount() {
+  sed -i 's/buy milk/buy oat milk/' "$B/Item/$ID1.json"
+  wait_until 10 grep -q "buy oat milk" "$A/Item/$ID1.json"
+  assert_object "$A/Item/$ID1.json" "$(item $ID1 alice "buy oat milk" false)"
+}
+
+delete_reaches_the_other_mount() {
+  item $ID2 bob "walk the dog" false >"$B/Item/$ID2.json"
+  wait_until 10 test -e "$A/Item/$ID2.json"
+  rm "$A/Item/$ID2.json"
+  wait_until 10 bash -c "! test -e '$B/Item/$ID2.json'"
+  ! ls "$B/Item" | grep -q $ID2
+}
+
+offline_edits_converge() {
+  stop_server
+  sed -i 's/"buy oat milk"/"buy soy milk"/' "$A/Item/$ID1.json"
+  sed -i 's/false/true/' "$B/Item/$ID1.json"
+  item $ID3 alice "written offline" false >"$A/Item/$ID3.json"
+  start_server
+  local expected
+  expected=$(canonical "$(item $ID1 alice "buy soy milk" true)")
+  wait_until 20 bash -c "[[ \$(cat '$A/Item/$ID1.json') == '$expected' ]]" ||
+    assert_object "$A/Item/$ID1.json" "$expected"
+  wait_until 20 bash -c "[[ \$(cat '$B/Item/$ID1.json') == '$expected' ]]" ||
+    assert_object "$B/Item/$ID1.json" "$expected"
+  wait_until 20 test -e "$B/Item/$ID3.json"
+  assert_object "$B/Item/$ID3.json" "$(item $ID3 alice "written offline" false)"
+}
+
+unmount_keeps_what_could_not_go_up() {
+  stop_server
+  sed -i 's/written offline/kept for later/' "$A/Item/$ID3.json"
+  unmount_realm "$A"
+  start_server
+  mount_alice alice >/dev/null
+  wait_until 20 grep -q "kept for later" "$B/Item/$ID3.json"
+}
+
+subscription_change_removes_and_adds_files() {
+  local bobs=6650f0c2e4b0a1b2c3d4e504
+  item $bobs bob "bob's own" false >"$B/Item/$bobs.json"
+  wait_until 10 test -e "$A/Item/$bobs.json"
+  subscribe "$A" all 'owner_id == "bob"'
+  wait_until 10 bash -c "! test -e '$A/Item/$ID1.json'"
+  assert_no_file "$A/Item/$ID3.json"
+  test -e "$A/Item/$bobs.json"
+  subscribe "$A" all 'owner_id == "alice"'
+  wait_until 10 test -e "$A/Item/$ID1.json"
+  wait_until 10 bash -c "! test -e '$A/Item/$bobs.json'"
+}
+
+ok "a new object appears on the other mount" create_appears_on_the_other_mount
+ok "an edit with sed -i appears on the other mount" sed_edit_appears_on_the_other_mount
+ok "a delete reaches the other mount" delete_reaches_the_other_mount
+ok "offline edits of different fields on both mounts converge" offline_edits_converge
+ok "unmount keeps pending changes for the next mount" unmount_keeps_what_could_not_go_up
+ok "a subscription change removes and adds files" subscription_change_removes_and_adds_files
+
+unmount_realm "$A"
+unmount_realm "$B"
+stop_server
+finish

@@ -1,0 +1,645 @@
+/*
+ * Unit tests of a synced store's sync state (store.h, "Sync state"): the
+ * outbox a local write fills, held deletes, subscriptions, query results,
+ * and applying downloads on top of pending local changes.
+ *
+ * Each test gets a fresh synced store in its own temporary directory.
+ */
+#include "realmfs/ejson.h"
+#include "realmfs/store.h"
+
+#include <check.h>
+#include <errno.h>
+#include <ftw.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static char store_directory[PATH_MAX];
+static store *test_store;
+
+static int remove_entry(const char *path, const struct stat *status, int type, struct FTW *walk)
+{
+    (void)status;
+    (void)type;
+    (void)walk;
+    return remove(path);
+}
+
+static void open_synced(bool synced)
+{
+    store_options options = { .synced = synced };
+    int result = store_open(store_directory, &options, &test_store);
+    ck_assert_msg(result == 0, "store_open: %s", store_last_error());
+}
+
+static void setup(void)
+{
+    snprintf(store_directory, sizeof store_directory, "/tmp/realmfs-test-store-sync-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(store_directory));
+    open_synced(true);
+    ck_assert_int_eq(store_create_collection(test_store, "Task"), 0);
+}
+
+static void teardown(void)
+{
+    store_close(test_store);
+    test_store = NULL;
+    nftw(store_directory, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void reopen(bool synced)
+{
+    store_close(test_store);
+    open_synced(synced);
+}
+
+static int64_t wall_clock_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* ------------------------------------------------------------------ */
+/* Helpers                                                             */
+
+/* Writes a document given as JSON text (ids are ints here); its canonical
+ * pretty text is what the mount stores. */
+static void put_document(const char *json)
+{
+    ejson_error error;
+    json_t *document = ejson_parse(json, strlen(json), &error);
+    ck_assert_msg(document != NULL, "%s", error.message);
+    size_t size;
+    char *text = ejson_format_pretty(document, &size);
+    int result = store_put_object(test_store, "Task", json_object_get(document, "_id"), text,
+                                  size, 1, NULL);
+    ck_assert_msg(result == 0, "put: %s", store_last_error());
+    free(text);
+    json_decref(document);
+}
+
+/* The visible document of Task id, as one-line canonical text, or NULL
+ * when there is none. */
+static char *visible_line(json_int_t id)
+{
+    json_t *key = json_integer(id);
+    char *text = NULL;
+    int result = store_get_object(test_store, "Task", key, &text, NULL);
+    json_decref(key);
+    if (result == -ENOENT)
+        return NULL;
+    ck_assert_int_eq(result, 0);
+    ejson_error error;
+    json_t *document = ejson_parse(text, strlen(text), &error);
+    ck_assert_ptr_nonnull(document);
+    char *line = ejson_format_line(document, NULL);
+    json_decref(document);
+    free(text);
+    return line;
+}
+
+static void assert_visible(json_int_t id, const char *expected)
+{
+    char *line = visible_line(id);
+    if (expected == NULL)
+        ck_assert_msg(line == NULL, "object %lld should not exist: %s", (long long)id, line);
+    else
+        ck_assert_msg(line != NULL && strcmp(line, expected) == 0, "object %lld: %s, not %s",
+                      (long long)id, line ? line : "(none)", expected);
+    free(line);
+}
+
+static store_sync_progress progress(void)
+{
+    store_sync_progress current;
+    ck_assert_int_eq(store_get_sync_progress(test_store, &current), 0);
+    return current;
+}
+
+/* The outbox as JSON text: an array of the changesets' JSON forms. */
+static int collect_changeset(const changeset *queued, void *context)
+{
+    json_array_append_new(context, changeset_to_json(queued));
+    return 0;
+}
+
+static json_t *outbox_at(int64_t now)
+{
+    json_t *changesets = json_array();
+    int visited = store_scan_outbox(test_store, 0, 0, now, collect_changeset, changesets);
+    ck_assert_msg(visited >= 0, "scan: %s", store_last_error());
+    ck_assert_int_eq((size_t)visited, json_array_size(changesets));
+    return changesets;
+}
+
+/* The instructions of an outbox changeset as compact JSON text. */
+static char *instructions_of(json_t *changesets, size_t index)
+{
+    json_t *changeset = json_array_get(changesets, index);
+    ck_assert_ptr_nonnull(changeset);
+    return json_dumps(json_object_get(changeset, "instructions"), JSON_COMPACT);
+}
+
+static void assert_instructions(json_t *changesets, size_t index, const char *expected)
+{
+    char *text = instructions_of(changesets, index);
+    ck_assert_str_eq(text, expected);
+    free(text);
+}
+
+/* A download changeset from its JSON form. */
+static void add_download_changeset(protocol_download_body *download, uint64_t server_version,
+                                   const char *json)
+{
+    json_error_t json_error;
+    json_t *parsed = json_loads(json, 0, &json_error);
+    ck_assert_msg(parsed != NULL, "%s", json_error.text);
+    changeset changes;
+    char message[256];
+    ck_assert_msg(changeset_parse(parsed, &changes, message, sizeof message) == 0, "%s", message);
+    json_decref(parsed);
+    ck_assert_int_eq(protocol_download_add(download, server_version, &changes), 0);
+}
+
+static size_t apply(protocol_download_body *download)
+{
+    store_download_change *changes;
+    size_t count;
+    int result = store_apply_download(test_store, download, &changes, &count);
+    ck_assert_msg(result == 0, "apply: %s", store_last_error());
+    store_free_download_changes(changes, count);
+    protocol_message message = { .type = PROTOCOL_MESSAGE_DOWNLOAD, .body.download = *download };
+    protocol_message_clear(&message);
+    memset(download, 0, sizeof *download);
+    return count;
+}
+
+static protocol_download_body steady_download(uint64_t server_version, uint64_t acknowledged)
+{
+    return (protocol_download_body){
+        .server_version = server_version,
+        .last_integrated_client_version = acknowledged,
+        .last_in_batch = true,
+        .progress_estimate = 1.0,
+    };
+}
+
+#define REMOTE_CREATE_1 \
+    "{\"origin\": 9, \"client_version\": 1, \"timestamp\": 1000, \"instructions\": [" \
+    "{\"op\": \"create\", \"collection\": \"Task\", \"id\": 1}," \
+    "{\"op\": \"set\", \"collection\": \"Task\", \"id\": 1, \"path\": \"a\", \"value\": \"base\"}]}"
+
+/* ------------------------------------------------------------------ */
+/* Queuing local writes                                                */
+
+START_TEST(test_put_queues_diff_and_noop_queues_nothing)
+{
+    put_document("{\"_id\": 1, \"a\": 1, \"b\": 2}");
+    put_document("{\"_id\": 1, \"a\": 1, \"b\": 3}");
+    put_document("{\"_id\": 1, \"a\": 1, \"b\": 3}");
+    ck_assert_uint_eq(progress().outbox_changesets, 2);
+    ck_assert_uint_eq(progress().next_client_version, 3);
+    ck_assert_int_eq(store_scan_outbox(test_store, 0, 0, wall_clock_ms(), collect_changeset,
+                                       NULL), -EAGAIN);
+    ck_assert_int_eq(store_set_file_identity(test_store, 42), 0);
+    ck_assert_int_eq(store_set_file_identity(test_store, 43), -EEXIST);
+    json_t *outbox = outbox_at(wall_clock_ms());
+    ck_assert_uint_eq(json_array_size(outbox), 2);
+    assert_instructions(outbox, 0,
+                        "[{\"op\":\"create\",\"collection\":\"Task\",\"id\":1},"
+                        "{\"op\":\"set\",\"collection\":\"Task\",\"id\":1,\"path\":\"a\",\"value\":1},"
+                        "{\"op\":\"set\",\"collection\":\"Task\",\"id\":1,\"path\":\"b\",\"value\":2}]");
+    assert_instructions(outbox, 1,
+                        "[{\"op\":\"set\",\"collection\":\"Task\",\"id\":1,\"path\":\"b\",\"value\":3}]");
+    json_t *first = json_array_get(outbox, 0), *second = json_array_get(outbox, 1);
+    ck_assert_int_eq(json_integer_value(json_object_get(first, "origin")), 42);
+    ck_assert_int_eq(json_integer_value(json_object_get(first, "client_version")), 1);
+    ck_assert_int_eq(json_integer_value(json_object_get(second, "client_version")), 2);
+    ck_assert_int_lt(json_integer_value(json_object_get(first, "timestamp")),
+                     json_integer_value(json_object_get(second, "timestamp")));
+    json_decref(outbox);
+
+    /* after and max_changesets */
+    json_t *rest = json_array();
+    ck_assert_int_eq(store_scan_outbox(test_store, 1, 0, wall_clock_ms(), collect_changeset, rest), 1);
+    ck_assert_int_eq(store_scan_outbox(test_store, 0, 1, wall_clock_ms(), collect_changeset, rest), 1);
+    ck_assert_uint_eq(json_array_size(rest), 2);
+    json_decref(rest);
+}
+END_TEST
+
+START_TEST(test_rename_queues_delete_and_create)
+{
+    put_document("{\"_id\": 1, \"a\": 1}");
+    json_t *old_id = json_integer(1), *new_id = json_integer(2);
+    const char *text = "{\n  \"_id\": 2,\n  \"a\": 1\n}\n";
+    ck_assert_int_eq(store_rename_object(test_store, "Task", old_id, new_id, text, strlen(text), 1,
+                                         NULL), 0);
+    ck_assert_int_eq(store_delete_object(test_store, "Task", new_id), 0);
+    json_decref(old_id);
+    json_decref(new_id);
+    ck_assert_int_eq(store_set_file_identity(test_store, 1), 0);
+    json_t *outbox = outbox_at(wall_clock_ms());
+    ck_assert_uint_eq(json_array_size(outbox), 3);
+    assert_instructions(outbox, 1,
+                        "[{\"op\":\"delete\",\"collection\":\"Task\",\"id\":1},"
+                        "{\"op\":\"create\",\"collection\":\"Task\",\"id\":2},"
+                        "{\"op\":\"set\",\"collection\":\"Task\",\"id\":2,\"path\":\"a\",\"value\":1}]");
+    assert_instructions(outbox, 2, "[{\"op\":\"delete\",\"collection\":\"Task\",\"id\":2}]");
+    json_decref(outbox);
+}
+END_TEST
+
+START_TEST(test_held_delete_and_create_merge_into_one_update)
+{
+    ck_assert_int_eq(store_set_file_identity(test_store, 1), 0);
+    put_document("{\"_id\": 1, \"a\": 1, \"b\": 1}");
+    json_t *id = json_integer(1);
+    ck_assert_int_eq(store_delete_object_held(test_store, "Task", id), 0);
+    assert_visible(1, NULL);
+    /* a young held delete is not uploaded yet, an old one is */
+    json_t *outbox = outbox_at(wall_clock_ms());
+    ck_assert_uint_eq(json_array_size(outbox), 1);
+    json_decref(outbox);
+    outbox = outbox_at(wall_clock_ms() + STORE_HELD_DELETE_MS + 1000);
+    ck_assert_uint_eq(json_array_size(outbox), 2);
+    assert_instructions(outbox, 1, "[{\"op\":\"delete\",\"collection\":\"Task\",\"id\":1}]");
+    json_decref(outbox);
+
+    put_document("{\"_id\": 1, \"a\": 1, \"b\": 2}");
+    outbox = outbox_at(wall_clock_ms());
+    ck_assert_uint_eq(json_array_size(outbox), 2);
+    assert_instructions(outbox, 1,
+                        "[{\"op\":\"set\",\"collection\":\"Task\",\"id\":1,\"path\":\"b\",\"value\":2}]");
+    json_decref(outbox);
+
+    /* the same content again: the save cycle queues nothing at all */
+    ck_assert_int_eq(store_delete_object_held(test_store, "Task", id), 0);
+    put_document("{\"_id\": 1, \"a\": 1, \"b\": 2}");
+    ck_assert_uint_eq(progress().outbox_changesets, 2);
+
+    /* a write of another object in between: the held delete is still the
+     * newest changeset of its object, so the two still merge */
+    ck_assert_int_eq(store_delete_object_held(test_store, "Task", id), 0);
+    put_document("{\"_id\": 2}");
+    put_document("{\"_id\": 1, \"a\": 5}");
+    ck_assert_uint_eq(progress().outbox_changesets, 4);
+    outbox = outbox_at(wall_clock_ms() + STORE_HELD_DELETE_MS + 1000);
+    assert_instructions(outbox, 3,
+                        "[{\"op\":\"set\",\"collection\":\"Task\",\"id\":1,\"path\":\"a\",\"value\":5},"
+                        "{\"op\":\"unset\",\"collection\":\"Task\",\"id\":1,\"path\":\"b\"}]");
+    json_decref(outbox);
+    json_decref(id);
+}
+END_TEST
+
+START_TEST(test_held_delete_merges_only_while_newest_for_its_object)
+{
+    ck_assert_int_eq(store_set_file_identity(test_store, 1), 0);
+    put_document("{\"_id\": 1, \"a\": 1}");
+    put_document("{\"_id\": 3, \"a\": 3}");
+    json_t *one = json_integer(1), *three = json_integer(3);
+    ck_assert_int_eq(store_delete_object_held(test_store, "Task", one), 0);
+    /* the scan stops at the young held delete: nothing after it leaves */
+    json_t *outbox = outbox_at(wall_clock_ms());
+    ck_assert_uint_eq(json_array_size(outbox), 2);
+    json_decref(outbox);
+    /* a rename onto the object (an editor's "rename the new file over the
+     * original") merges with the held delete too ... */
+    const char *text = "{\n  \"_id\": 1,\n  \"a\": 3\n}\n";
+    ck_assert_int_eq(store_rename_object(test_store, "Task", three, one, text, strlen(text), 1,
+                                         NULL), 0);
+    outbox = outbox_at(wall_clock_ms());
+    ck_assert_uint_eq(json_array_size(outbox), 3);
+    assert_instructions(outbox, 2,
+                        "[{\"op\":\"delete\",\"collection\":\"Task\",\"id\":3},"
+                        "{\"op\":\"set\",\"collection\":\"Task\",\"id\":1,\"path\":\"a\",\"value\":3}]");
+    json_decref(outbox);
+    /* ... but a delete that is not held is never merged */
+    ck_assert_int_eq(store_delete_object(test_store, "Task", one), 0);
+    put_document("{\"_id\": 1, \"a\": 1}");
+    ck_assert_uint_eq(progress().outbox_changesets, 5);
+    outbox = outbox_at(wall_clock_ms());
+    assert_instructions(outbox, 4,
+                        "[{\"op\":\"create\",\"collection\":\"Task\",\"id\":1},"
+                        "{\"op\":\"set\",\"collection\":\"Task\",\"id\":1,\"path\":\"a\",\"value\":1}]");
+    json_decref(outbox);
+    json_decref(one);
+    json_decref(three);
+}
+END_TEST
+
+START_TEST(test_unsynced_store_has_no_sync_state)
+{
+    store_close(test_store);
+    char plain[PATH_MAX + sizeof "/plain"];
+    snprintf(plain, sizeof plain, "%s/plain", store_directory);
+    ck_assert_int_eq(store_open(plain, NULL, &test_store), 0);
+    store_sync_progress current;
+    ck_assert_int_eq(store_get_sync_progress(test_store, &current), -EINVAL);
+    ck_assert_int_eq(store_put_subscription(test_store, "Task", "all", "TRUEPREDICATE"), -EINVAL);
+    ck_assert_int_eq(store_create_collection(test_store, "Task"), 0);
+    put_document("{\"_id\": 1}");
+    json_t *id = json_integer(1);
+    ck_assert_int_eq(store_delete_object_held(test_store, "Task", id), 0);
+    json_decref(id);
+}
+END_TEST
+
+START_TEST(test_existing_objects_are_queued_when_a_store_becomes_synced)
+{
+    store_close(test_store);
+    char plain[PATH_MAX + sizeof "/plain"];
+    snprintf(plain, sizeof plain, "%s/plain", store_directory);
+    ck_assert_int_eq(store_open(plain, NULL, &test_store), 0);
+    ck_assert_int_eq(store_create_collection(test_store, "Task"), 0);
+    put_document("{\"_id\": 1, \"a\": 1}");
+    put_document("{\"_id\": 2, \"a\": 2}");
+    store_close(test_store);
+    store_options options = { .synced = true };
+    ck_assert_int_eq(store_open(plain, &options, &test_store), 0);
+    ck_assert_uint_eq(progress().outbox_changesets, 2);
+    /* once synced, always synced: a plain open still queues */
+    store_close(test_store);
+    ck_assert_int_eq(store_open(plain, NULL, &test_store), 0);
+    put_document("{\"_id\": 2, \"a\": 3}");
+    ck_assert_uint_eq(progress().outbox_changesets, 3);
+}
+END_TEST
+
+START_TEST(test_outbox_entry_survives_a_crash_after_the_put)
+{
+    store_close(test_store);
+    test_store = NULL;
+    pid_t child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        open_synced(true);
+        put_document("{\"_id\": 7, \"a\": \"kept\"}");
+        raise(SIGKILL);
+        _exit(1);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(child, &status, 0), child);
+    ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    open_synced(true);
+    ck_assert_uint_eq(progress().outbox_changesets, 1);
+    ck_assert_int_eq(store_set_file_identity(test_store, 3), 0);
+    json_t *outbox = outbox_at(wall_clock_ms());
+    assert_instructions(outbox, 0,
+                        "[{\"op\":\"create\",\"collection\":\"Task\",\"id\":7},"
+                        "{\"op\":\"set\",\"collection\":\"Task\",\"id\":7,\"path\":\"a\",\"value\":\"kept\"}]");
+    json_decref(outbox);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Subscriptions and query results                                     */
+
+static int list_subscription(const char *collection, const char *name, const char *query,
+                             void *context)
+{
+    char line[512];
+    snprintf(line, sizeof line, "%s/%s=%s;", collection, name, query);
+    strcat(context, line);
+    return 0;
+}
+
+START_TEST(test_subscriptions)
+{
+    ck_assert_uint_eq(progress().subscriptions_version, 0);
+    ck_assert_int_eq(store_put_subscription(test_store, "Task", "mine", "owner == 'me'"), 0);
+    ck_assert_int_eq(store_put_subscription(test_store, "Item", "all", "TRUEPREDICATE"), 0);
+    ck_assert_uint_eq(progress().subscriptions_version, 2);
+    ck_assert_int_eq(store_put_subscription(test_store, "Task", "mine", "owner == 'me'"), 0);
+    ck_assert_uint_eq(progress().subscriptions_version, 2);
+    ck_assert_int_eq(store_put_subscription(test_store, "Task", "bad/name", "x == 1"), -EINVAL);
+    ck_assert_int_eq(store_put_subscription(test_store, "Task", "empty", ""), -EINVAL);
+
+    char *query;
+    ck_assert_int_eq(store_get_subscription(test_store, "Task", "mine", &query), 0);
+    ck_assert_str_eq(query, "owner == 'me'");
+    free(query);
+    ck_assert_int_eq(store_get_subscription(test_store, "Task", "other", &query), -ENOENT);
+
+    ck_assert_int_eq(store_rename_subscription(test_store, "Task", "mine", "ours"), 0);
+    ck_assert_int_eq(store_rename_subscription(test_store, "Task", "mine", "x"), -ENOENT);
+    ck_assert_int_eq(store_rename_subscription(test_store, "Task", "ours", "ours"), 0);
+    ck_assert_uint_eq(progress().subscriptions_version, 3);
+    char listing[1024] = "";
+    ck_assert_int_eq(store_list_subscriptions(test_store, list_subscription, listing), 0);
+    ck_assert_str_eq(listing, "Item/all=TRUEPREDICATE;Task/ours=owner == 'me';");
+
+    ck_assert_int_eq(store_delete_subscription(test_store, "Item", "all"), 0);
+    ck_assert_int_eq(store_delete_subscription(test_store, "Item", "all"), -ENOENT);
+    uint64_t version;
+    ck_assert_int_eq(store_bump_subscriptions_version(test_store, &version), 0);
+    ck_assert_uint_eq(version, 5);
+    reopen(true);
+    ck_assert_uint_eq(progress().subscriptions_version, 5);
+}
+END_TEST
+
+START_TEST(test_query_results)
+{
+    ck_assert_int_eq(store_set_query_result(test_store, 1, true, NULL), 0);
+    ck_assert_int_eq(store_set_query_result(test_store, 2, false, "field x is not queryable"), 0);
+    store_sync_progress current = progress();
+    ck_assert_uint_eq(current.accepted_query_version, 1);
+    ck_assert_uint_eq(current.refused_query_version, 2);
+    ck_assert_str_eq(current.query_error, "field x is not queryable");
+    /* an old answer changes nothing */
+    ck_assert_int_eq(store_set_query_result(test_store, 1, false, "old"), 0);
+    ck_assert_str_eq(progress().query_error, "field x is not queryable");
+    ck_assert_int_eq(store_set_query_result(test_store, 3, true, NULL), 0);
+    current = progress();
+    ck_assert_uint_eq(current.accepted_query_version, 3);
+    ck_assert_str_eq(current.query_error, "");
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Downloads                                                           */
+
+START_TEST(test_download_creates_objects_and_reports_them)
+{
+    protocol_download_body download = steady_download(5, 0);
+    ck_assert_int_eq(store_apply_download(test_store, &download, &(store_download_change *){ NULL },
+                                          &(size_t){ 0 }), -EINVAL); /* no identity */
+    ck_assert_int_eq(store_set_file_identity(test_store, 1), 0);
+    add_download_changeset(&download, 5, REMOTE_CREATE_1);
+    download.query_version = 1;
+    store_download_change *changes;
+    size_t count;
+    ck_assert_int_eq(store_apply_download(test_store, &download, &changes, &count), 0);
+    ck_assert_uint_eq(count, 1);
+    ck_assert_str_eq(changes[0].collection, "Task");
+    ck_assert_int_eq(json_integer_value(changes[0].id), 1);
+    ck_assert(!changes[0].existed && changes[0].exists);
+    store_free_download_changes(changes, count);
+    protocol_message message = { .type = PROTOCOL_MESSAGE_DOWNLOAD, .body.download = download };
+    protocol_message_clear(&message);
+    assert_visible(1, "{\"_id\": 1, \"a\": \"base\"}");
+    store_sync_progress current = progress();
+    ck_assert_uint_eq(current.last_server_version, 5);
+    ck_assert_uint_eq(current.accepted_query_version, 1);
+    ck_assert_uint_eq(current.outbox_changesets, 0);
+
+    /* a download into a collection the mount does not have creates it */
+    download = steady_download(6, 0);
+    add_download_changeset(&download, 6,
+                           "{\"origin\": 0, \"client_version\": 0, \"timestamp\": 1, \"instructions\": ["
+                           "{\"op\": \"create\", \"collection\": \"Note\", \"id\": \"n\"}]}");
+    ck_assert_uint_eq(apply(&download), 1);
+    ck_assert_int_eq(store_has_collection(test_store, "Note"), 1);
+
+    /* going backwards is refused */
+    download = steady_download(4, 0);
+    ck_assert_int_eq(store_apply_download(test_store, &download, &changes, &count), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_pending_local_change_stays_on_top_until_acknowledged)
+{
+    ck_assert_int_eq(store_set_file_identity(test_store, 1), 0);
+    protocol_download_body download = steady_download(1, 0);
+    add_download_changeset(&download, 1, REMOTE_CREATE_1);
+    apply(&download);
+    ck_assert_uint_eq(progress().outbox_changesets, 0); /* a download queues nothing */
+
+    put_document("{\"_id\": 1, \"a\": \"local\"}");
+    /* another client changes a and adds b: b shows, a stays local */
+    download = steady_download(2, 0);
+    add_download_changeset(&download, 2,
+                           "{\"origin\": 9, \"client_version\": 2, \"timestamp\": 2000, \"instructions\": ["
+                           "{\"op\": \"set\", \"collection\": \"Task\", \"id\": 1, \"path\": \"a\", \"value\": \"remote\"},"
+                           "{\"op\": \"set\", \"collection\": \"Task\", \"id\": 1, \"path\": \"b\", \"value\": 1}]}");
+    ck_assert_uint_eq(apply(&download), 1);
+    assert_visible(1, "{\"_id\": 1, \"a\": \"local\", \"b\": 1}");
+    ck_assert_uint_eq(progress().outbox_changesets, 1);
+
+    /* the acknowledgement, with the merge's outcome: the server's value shows */
+    download = steady_download(3, 1);
+    add_download_changeset(&download, 3,
+                           "{\"origin\": 1, \"client_version\": 1, \"timestamp\": 1500, \"instructions\": ["
+                           "{\"op\": \"set\", \"collection\": \"Task\", \"id\": 1, \"path\": \"a\", \"value\": \"merged\"}]}");
+    ck_assert_uint_eq(apply(&download), 1);
+    assert_visible(1, "{\"_id\": 1, \"a\": \"merged\", \"b\": 1}");
+    store_sync_progress current = progress();
+    ck_assert_uint_eq(current.outbox_changesets, 0);
+    ck_assert_uint_eq(current.last_acknowledged_client_version, 1);
+    ck_assert_uint_eq(current.last_server_version, 3);
+}
+END_TEST
+
+START_TEST(test_acknowledgement_without_changes_shows_the_mirror)
+{
+    /* the local write lost: the server says nothing changed in the view,
+     * so the acknowledgement alone brings back the server's document */
+    ck_assert_int_eq(store_set_file_identity(test_store, 1), 0);
+    protocol_download_body download = steady_download(1, 0);
+    add_download_changeset(&download, 1, REMOTE_CREATE_1);
+    apply(&download);
+    put_document("{\"_id\": 1, \"a\": \"lost\"}");
+    put_document("{\"_id\": 2, \"a\": \"new\"}");
+    download = steady_download(2, 1);
+    ck_assert_uint_eq(apply(&download), 1);
+    assert_visible(1, "{\"_id\": 1, \"a\": \"base\"}");
+    /* object 2's create is still pending: it stays although not in view */
+    assert_visible(2, "{\"_id\": 2, \"a\": \"new\"}");
+    ck_assert_uint_eq(progress().outbox_changesets, 1);
+    download = steady_download(3, 2);
+    ck_assert_uint_eq(apply(&download), 1);
+    assert_visible(2, NULL);
+}
+END_TEST
+
+START_TEST(test_object_leaving_the_view_with_pending_changes_stays)
+{
+    ck_assert_int_eq(store_set_file_identity(test_store, 1), 0);
+    protocol_download_body download = steady_download(1, 0);
+    add_download_changeset(&download, 1, REMOTE_CREATE_1);
+    apply(&download);
+    put_document("{\"_id\": 1, \"a\": \"edited\"}");
+    download = steady_download(2, 0);
+    add_download_changeset(&download, 2,
+                           "{\"origin\": 9, \"client_version\": 3, \"timestamp\": 3000, \"instructions\": ["
+                           "{\"op\": \"delete\", \"collection\": \"Task\", \"id\": 1}]}");
+    ck_assert_uint_eq(apply(&download), 0);
+    assert_visible(1, "{\"_id\": 1, \"a\": \"edited\"}");
+    download = steady_download(3, 1);
+    ck_assert_uint_eq(apply(&download), 1);
+    assert_visible(1, NULL);
+}
+END_TEST
+
+START_TEST(test_staged_batch_is_invisible_until_its_last_message)
+{
+    ck_assert_int_eq(store_set_file_identity(test_store, 1), 0);
+    protocol_download_body download = steady_download(10, 0);
+    download.last_in_batch = false;
+    download.query_version = 1;
+    add_download_changeset(&download, 10, REMOTE_CREATE_1);
+    ck_assert_uint_eq(apply(&download), 0);
+    assert_visible(1, NULL);
+    ck_assert_uint_eq(progress().last_server_version, 0);
+
+    /* a cut batch is discarded and sent again */
+    ck_assert_int_eq(store_discard_staged_downloads(test_store), 0);
+    download = steady_download(10, 0);
+    download.last_in_batch = false;
+    download.query_version = 1;
+    add_download_changeset(&download, 10,
+                           "{\"origin\": 0, \"client_version\": 0, \"timestamp\": 1, \"instructions\": ["
+                           "{\"op\": \"create\", \"collection\": \"Task\", \"id\": 2}]}");
+    apply(&download);
+    download = steady_download(10, 0);
+    download.query_version = 1;
+    add_download_changeset(&download, 10,
+                           "{\"origin\": 0, \"client_version\": 0, \"timestamp\": 1, \"instructions\": ["
+                           "{\"op\": \"create\", \"collection\": \"Task\", \"id\": 3}]}");
+    ck_assert_uint_eq(apply(&download), 2);
+    assert_visible(1, NULL);
+    assert_visible(2, "{\"_id\": 2}");
+    assert_visible(3, "{\"_id\": 3}");
+    store_sync_progress current = progress();
+    ck_assert_uint_eq(current.last_server_version, 10);
+    ck_assert_uint_eq(current.accepted_query_version, 1);
+}
+END_TEST
+
+Suite *unit_suite(void)
+{
+    Suite *suite = suite_create("store_sync");
+    TCase *outbox = tcase_create("outbox");
+    tcase_add_checked_fixture(outbox, setup, teardown);
+    tcase_add_test(outbox, test_put_queues_diff_and_noop_queues_nothing);
+    tcase_add_test(outbox, test_rename_queues_delete_and_create);
+    tcase_add_test(outbox, test_held_delete_and_create_merge_into_one_update);
+    tcase_add_test(outbox, test_held_delete_merges_only_while_newest_for_its_object);
+    tcase_add_test(outbox, test_unsynced_store_has_no_sync_state);
+    tcase_add_test(outbox, test_existing_objects_are_queued_when_a_store_becomes_synced);
+    tcase_add_test(outbox, test_outbox_entry_survives_a_crash_after_the_put);
+    suite_add_tcase(suite, outbox);
+    TCase *subscriptions = tcase_create("subscriptions");
+    tcase_add_checked_fixture(subscriptions, setup, teardown);
+    tcase_add_test(subscriptions, test_subscriptions);
+    tcase_add_test(subscriptions, test_query_results);
+    suite_add_tcase(suite, subscriptions);
+    TCase *downloads = tcase_create("downloads");
+    tcase_add_checked_fixture(downloads, setup, teardown);
+    tcase_add_test(downloads, test_download_creates_objects_and_reports_them);
+    tcase_add_test(downloads, test_pending_local_change_stays_on_top_until_acknowledged);
+    tcase_add_test(downloads, test_acknowledgement_without_changes_shows_the_mirror);
+    tcase_add_test(downloads, test_object_leaving_the_view_with_pending_changes_stays);
+    tcase_add_test(downloads, test_staged_batch_is_invisible_until_its_last_message);
+    suite_add_tcase(suite, downloads);
+    return suite;
+}

@@ -1,0 +1,1313 @@
+/*
+ * Unit tests of the sync engine (sync_engine.h): the real engine on a real
+ * sync_store in a temporary directory, running the sync-todo app from
+ * $REALMFS_EXPORTS (Item: _id objectId, isComplete, owner_id, summary, all
+ * required; owner_id and _id queryable; development mode on), with users
+ * made by auth.h in the same data directory.
+ *
+ * Test clients feed frames to sync_engine_receive and parse what
+ * sync_engine_next_frame gives with protocol_parse.  Each keeps a mirror:
+ * the downloads it received applied to a plain map of documents, as a
+ * real client would, so tests compare mirrors with the server's documents.
+ */
+#include <check.h>
+#include <errno.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "realmfs/app_config.h"
+#include "realmfs/auth.h"
+#include "realmfs/ejson.h"
+#include "realmfs/protocol.h"
+#include "realmfs/sync_store.h"
+#include "realmfs/value.h"
+#include "sync_engine.h"
+
+static const auth_options fast_hashing = {
+    .hash_passes = 1, .hash_memory_kib = 8, .hash_lanes = 1,
+};
+
+static char base_directory[PATH_MAX]; /* holds every test's data directory */
+static char data_directory[PATH_MAX];
+static app_config *app;
+static sync_store *store;
+static auth *users;
+static auth_user alice;
+static auth_user bob;
+static sync_engine *engine;
+static int64_t clock_ms;
+
+/* ------------------------------------------------------------------ */
+/* Fixture                                                             */
+
+static int remove_entry(const char *path, const struct stat *status, int type, struct FTW *walk)
+{
+    (void)status;
+    (void)type;
+    (void)walk;
+    return remove(path);
+}
+
+static void add_user(const char *email, auth_user *user)
+{
+    char id[AUTH_ID_SIZE];
+    ck_assert_int_eq(auth_add_user(users, email, "secret", id), 0);
+    ck_assert_int_eq(auth_find_user(users, id, user), 0);
+}
+
+static void start_engine(size_t batch_bytes, size_t max_queued_bytes)
+{
+    sync_engine_options options = {.bootstrap_batch_bytes = batch_bytes,
+                                   .max_queued_bytes = max_queued_bytes};
+    char message[256];
+    ck_assert_int_eq(sync_engine_new(app, store, &options, NULL, &engine, message, sizeof message),
+                     0);
+}
+
+static void load_app(const char *directory)
+{
+    char message[512];
+    ck_assert_msg(app_config_load(directory, &app, message, sizeof message) == 0, "%s", message);
+}
+
+static void export_path(char out[PATH_MAX], const char *name)
+{
+    const char *exports = getenv("REALMFS_EXPORTS");
+    ck_assert_msg(exports != NULL, "REALMFS_EXPORTS must name the app exports");
+    snprintf(out, PATH_MAX, "%s/%s", exports, name);
+}
+
+/* Run another app from now on (no connection may be open). */
+static void switch_app(const char *directory)
+{
+    sync_engine_free(engine);
+    app_config_free(app);
+    load_app(directory);
+    start_engine(0, 0);
+}
+
+static void setup(void)
+{
+    char app_directory[PATH_MAX];
+    export_path(app_directory, "sync-todo");
+    load_app(app_directory);
+    int length = snprintf(data_directory, sizeof data_directory, "%s/data-XXXXXX", base_directory);
+    ck_assert(length > 0 && (size_t)length < sizeof data_directory);
+    ck_assert_ptr_nonnull(mkdtemp(data_directory));
+    ck_assert_int_eq(sync_store_open(data_directory, (uint64_t)1 << 30, &store), 0);
+    ck_assert_int_eq(auth_open(data_directory, &fast_hashing, &users), 0);
+    add_user("alice@example.com", &alice);
+    add_user("bob@example.com", &bob);
+    clock_ms = 1714560000000;
+    start_engine(0, 0);
+}
+
+static void teardown(void)
+{
+    sync_engine_free(engine);
+    auth_user_clear(&alice);
+    auth_user_clear(&bob);
+    auth_close(users);
+    sync_store_close(store);
+    app_config_free(app);
+}
+
+/* Around each test case, in the runner's process, so that the data
+ * directories go even when a test fails (and its process ends early). */
+static void make_base_directory(void)
+{
+    snprintf(base_directory, sizeof base_directory, "/tmp/realmfs-test-sync-engine-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(base_directory));
+}
+
+static void remove_base_directory(void)
+{
+    nftw(base_directory, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* ------------------------------------------------------------------ */
+/* Test clients                                                        */
+
+typedef struct client {
+    sync_connection *connection;
+    uint64_t session;
+    uint64_t file_identity;
+    uint64_t server_version;                 /* download progress */
+    uint64_t last_integrated_client_version; /* the last acknowledgement */
+    uint64_t client_version;                 /* of its last upload */
+    json_t *mirror;                          /* {"<id as text>": document} of Item */
+    json_t *other_mirrors;                   /* the same for other collections, by name */
+    protocol_message frames[512];            /* received since the last clear */
+    size_t frame_count;
+} client;
+
+static void client_connect(client *c, const auth_user *user)
+{
+    memset(c, 0, sizeof *c);
+    c->connection = sync_engine_connect(engine, user, c, clock_ms);
+    ck_assert_ptr_nonnull(c->connection);
+    c->session = 1;
+    c->mirror = json_object();
+    c->other_mirrors = json_object();
+}
+
+static void client_forget_frames(client *c)
+{
+    for (size_t index = 0; index < c->frame_count; index++)
+        protocol_message_clear(&c->frames[index]);
+    c->frame_count = 0;
+}
+
+/* The socket closes; the client keeps its file, progress and mirror. */
+static void client_disconnect(client *c)
+{
+    sync_engine_disconnect(engine, c->connection);
+    c->connection = NULL;
+}
+
+static void client_free(client *c)
+{
+    if (c->connection != NULL)
+        client_disconnect(c);
+    client_forget_frames(c);
+    json_decref(c->mirror);
+    json_decref(c->other_mirrors);
+}
+
+static char *id_key(const json_t *id)
+{
+    size_t length;
+    char *key = ejson_format_line(id, &length);
+    ck_assert_ptr_nonnull(key);
+    return key;
+}
+
+/* The document a set or unset walks to: every prefix of the path becomes
+ * an embedded document.  *last receives the final field name. */
+static json_t *mirror_walk(json_t *document, char *path, char **last)
+{
+    char *dot;
+    while ((dot = strchr(path, '.')) != NULL) {
+        *dot = '\0';
+        json_t *inner = json_object_get(document, path);
+        if (value_type_of(inner) != VALUE_DOCUMENT) {
+            inner = json_object();
+            json_object_set_new(document, path, inner);
+        }
+        document = inner;
+        path = dot + 1;
+    }
+    *last = path;
+    return document;
+}
+
+static void mirror_apply(client *c, const changeset_instruction *instruction)
+{
+    json_t *mirror = c->mirror;
+    if (strcmp(instruction->collection, "Item") != 0) {
+        mirror = json_object_get(c->other_mirrors, instruction->collection);
+        if (mirror == NULL) {
+            mirror = json_object();
+            json_object_set_new(c->other_mirrors, instruction->collection, mirror);
+        }
+    }
+    char *key = id_key(instruction->id);
+    json_t *document = json_object_get(mirror, key);
+    if (instruction->operation == CHANGESET_CREATE && document == NULL) {
+        json_object_set_new(mirror, key, json_pack("{s:O}", "_id", instruction->id));
+    } else if (instruction->operation == CHANGESET_DELETE) {
+        json_object_del(mirror, key);
+    } else if (document != NULL && instruction->path != NULL) {
+        char *path = strdup(instruction->path);
+        char *last;
+        json_t *parent = mirror_walk(document, path, &last);
+        if (instruction->operation == CHANGESET_SET)
+            json_object_set(parent, last, instruction->value);
+        else
+            json_object_del(parent, last);
+        free(path);
+    }
+    free(key);
+}
+
+/* Read every frame the engine has for the client; apply downloads. */
+static size_t client_pump(client *c)
+{
+    size_t received = 0;
+    char *frame;
+    size_t length;
+    while ((frame = sync_engine_next_frame(engine, c->connection, &length)) != NULL) {
+        ck_assert_uint_lt(c->frame_count, sizeof c->frames / sizeof c->frames[0]);
+        protocol_message *message = &c->frames[c->frame_count++];
+        protocol_error error;
+        ck_assert_msg(protocol_parse(frame, length, message, &error) == 0, "%s: %s", frame,
+                      error.message);
+        free(frame);
+        received++;
+        if (message->type == PROTOCOL_MESSAGE_IDENT)
+            c->file_identity = message->body.ident.file_identity;
+        if (message->type != PROTOCOL_MESSAGE_DOWNLOAD)
+            continue;
+        const protocol_download_body *download = &message->body.download;
+        for (size_t index = 0; index < download->changeset_count; index++) {
+            const changeset *changes = &download->changesets[index].changeset;
+            for (size_t instruction = 0; instruction < changes->count; instruction++)
+                mirror_apply(c, &changes->instructions[instruction]);
+        }
+        ck_assert_uint_ge(download->server_version, c->server_version);
+        c->server_version = download->server_version;
+        c->last_integrated_client_version = download->last_integrated_client_version;
+    }
+    return received;
+}
+
+static int client_send(client *c, const char *format, ...)
+{
+    char text[8192];
+    va_list arguments;
+    va_start(arguments, format);
+    int length = vsnprintf(text, sizeof text, format, arguments);
+    va_end(arguments);
+    ck_assert(length > 0 && (size_t)length < sizeof text);
+    return sync_engine_receive(engine, c->connection, text, (size_t)length, false, clock_ms);
+}
+
+/* The index-th frame received of a type, or NULL. */
+static protocol_message *client_frame(client *c, protocol_message_type type, size_t index)
+{
+    for (size_t position = 0; position < c->frame_count; position++)
+        if (c->frames[position].type == type && index-- == 0)
+            return &c->frames[position];
+    return NULL;
+}
+
+static size_t client_count(client *c, protocol_message_type type)
+{
+    size_t count = 0;
+    while (client_frame(c, type, count) != NULL)
+        count++;
+    return count;
+}
+
+static void assert_error(client *c, protocol_error_code code, uint64_t session)
+{
+    protocol_message *error = client_frame(c, PROTOCOL_MESSAGE_ERROR, 0);
+    ck_assert_msg(error != NULL, "expected error %d", code);
+    ck_assert_int_eq(error->body.error.code, code);
+    ck_assert_uint_eq(error->session, session);
+}
+
+/* Bind a new file and take its identity. */
+static void client_bind_new(client *c)
+{
+    ck_assert_int_eq(client_send(c, "{\"type\":\"bind\",\"session\":%llu,\"file_identity\":0,"
+                                    "\"last_server_version\":0,"
+                                    "\"last_integrated_client_version\":0}",
+                                 (unsigned long long)c->session),
+                     0);
+    client_pump(c);
+    ck_assert_uint_ge(c->file_identity, 1);
+    client_forget_frames(c);
+}
+
+/* Bind again with the client's file and progress. */
+static int client_rebind(client *c)
+{
+    return client_send(c, "{\"type\":\"bind\",\"session\":%llu,\"file_identity\":%llu,"
+                          "\"last_server_version\":%llu,\"last_integrated_client_version\":%llu}",
+                       (unsigned long long)c->session, (unsigned long long)c->file_identity,
+                       (unsigned long long)c->server_version,
+                       (unsigned long long)c->last_integrated_client_version);
+}
+
+static int client_query(client *c, uint64_t version, const char *query)
+{
+    return client_send(c, "{\"type\":\"query\",\"session\":%llu,\"query_version\":%llu,"
+                          "\"subscriptions\":{\"Item\":[{\"name\":\"s\",\"query\":\"%s\"}]}}",
+                       (unsigned long long)c->session, (unsigned long long)version, query);
+}
+
+/* A client of user with a new file and, unless query is NULL, that
+ * subscription set (query version 1) downloaded into its mirror. */
+static void client_start(client *c, const auth_user *user, const char *query)
+{
+    client_connect(c, user);
+    client_bind_new(c);
+    if (query == NULL)
+        return;
+    ck_assert_int_eq(client_query(c, 1, query), 0);
+    client_pump(c);
+    client_forget_frames(c);
+}
+
+/* A new connection for a client whose connection closed; it keeps its
+ * file, progress and mirror, and still has to bind. */
+static void client_reconnect(client *c, const auth_user *user)
+{
+    c->connection = sync_engine_connect(engine, user, c, clock_ms);
+    ck_assert_ptr_nonnull(c->connection);
+    client_forget_frames(c);
+}
+
+/* Upload one changeset of instructions (a JSON array's contents). */
+static int client_upload(client *c, const char *instructions)
+{
+    c->client_version++;
+    clock_ms++;
+    return client_send(c, "{\"type\":\"upload\",\"session\":%llu,"
+                          "\"last_integrated_server_version\":%llu,\"changesets\":["
+                          "{\"origin\":%llu,\"client_version\":%llu,\"timestamp\":%lld,"
+                          "\"instructions\":[%s]}]}",
+                       (unsigned long long)c->session, (unsigned long long)c->server_version,
+                       (unsigned long long)c->file_identity,
+                       (unsigned long long)c->client_version, (long long)clock_ms, instructions);
+}
+
+/* ------------------------------------------------------------------ */
+/* Documents                                                           */
+
+static void object_id(int number, char out[64])
+{
+    snprintf(out, 64, "{\"$oid\":\"%024x\"}", number);
+}
+
+/* The instructions that create Item number with every required field. */
+static const char *create_item(int number, const char *owner, const char *summary)
+{
+    static char text[1024];
+    char id[64];
+    object_id(number, id);
+    snprintf(text, sizeof text,
+             "{\"op\":\"create\",\"collection\":\"Item\",\"id\":%s},"
+             "{\"op\":\"set\",\"collection\":\"Item\",\"id\":%s,\"path\":\"isComplete\",\"value\":false},"
+             "{\"op\":\"set\",\"collection\":\"Item\",\"id\":%s,\"path\":\"owner_id\",\"value\":\"%s\"},"
+             "{\"op\":\"set\",\"collection\":\"Item\",\"id\":%s,\"path\":\"summary\",\"value\":\"%s\"}",
+             id, id, id, owner, id, summary);
+    return text;
+}
+
+static const char *set_field(int number, const char *path, const char *value_json)
+{
+    static char text[512];
+    char id[64];
+    object_id(number, id);
+    snprintf(text, sizeof text,
+             "{\"op\":\"set\",\"collection\":\"Item\",\"id\":%s,\"path\":\"%s\",\"value\":%s}", id,
+             path, value_json);
+    return text;
+}
+
+static const char *delete_item(int number)
+{
+    static char text[256];
+    char id[64];
+    object_id(number, id);
+    snprintf(text, sizeof text, "{\"op\":\"delete\",\"collection\":\"Item\",\"id\":%s}", id);
+    return text;
+}
+
+/* Integrate a changeset made by the server itself (origin 0), as an
+ * import does, from a JSON array of instructions. */
+static void server_write(const char *instructions)
+{
+    char text[8192];
+    clock_ms++;
+    snprintf(text, sizeof text,
+             "{\"origin\":0,\"client_version\":0,\"timestamp\":%lld,\"instructions\":[%s]}",
+             (long long)clock_ms, instructions);
+    json_error_t json_error;
+    json_t *json = json_loads(text, 0, &json_error);
+    ck_assert_msg(json != NULL, "%s: %s", text, json_error.text);
+    changeset changes;
+    char message[256];
+    ck_assert_msg(changeset_parse(json, &changes, message, sizeof message) == 0, "%s", message);
+    sync_store_integration result = {0};
+    ck_assert_int_eq(sync_store_integrate(store, &changes, 1, clock_ms, &result), 0);
+    sync_store_integration_clear(&result);
+    changeset_clear(&changes);
+    json_decref(json);
+}
+
+static int collect_document(const sync_store_document_view *view, void *context)
+{
+    ejson_error error;
+    json_t *document = ejson_parse(view->text, view->size, &error);
+    ck_assert_ptr_nonnull(document);
+    char *key = id_key(view->id);
+    json_object_set_new(context, key, document);
+    free(key);
+    return 0;
+}
+
+/* The server's documents of a collection, as a mirror holds them. */
+static json_t *server_collection(const char *collection)
+{
+    json_t *documents = json_object();
+    sync_store_snapshot *snapshot;
+    ck_assert_int_eq(sync_store_snapshot_begin(store, &snapshot), 0);
+    ck_assert_int_eq(sync_store_snapshot_scan(snapshot, collection, NULL, collect_document,
+                                              documents),
+                     0);
+    sync_store_snapshot_end(snapshot);
+    return documents;
+}
+
+static json_t *server_documents(void)
+{
+    return server_collection("Item");
+}
+
+/* Equal documents with their fields in the same order. */
+static void assert_same_documents(const json_t *expected, const json_t *actual)
+{
+    char *expected_text = ejson_format_line(expected, &(size_t){0});
+    char *actual_text = ejson_format_line(actual, &(size_t){0});
+    ck_assert_str_eq(actual_text, expected_text);
+    free(expected_text);
+    free(actual_text);
+}
+
+/* Equal maps of documents, whatever the order of their keys. */
+static void assert_same_maps(const json_t *expected, const json_t *actual)
+{
+    char *expected_text = json_dumps(expected, JSON_SORT_KEYS);
+    char *actual_text = json_dumps(actual, JSON_SORT_KEYS);
+    ck_assert_str_eq(actual_text, expected_text);
+    free(expected_text);
+    free(actual_text);
+}
+
+static void assert_mirror_is_server(const client *c)
+{
+    json_t *documents = server_documents();
+    ck_assert_uint_eq(json_object_size(c->mirror), json_object_size(documents));
+    const char *key;
+    json_t *document;
+    json_object_foreach(documents, key, document) {
+        json_t *mirrored = json_object_get(c->mirror, key);
+        ck_assert_msg(mirrored != NULL, "%s is missing from the mirror", key);
+        assert_same_documents(document, mirrored);
+    }
+    json_decref(documents);
+}
+
+/* The mirror's key of Item number: its _id as ejson_format_line writes it. */
+static void item_key(int number, char key[64])
+{
+    snprintf(key, 64, "{\"$oid\": \"%024x\"}", number);
+}
+
+static bool mirror_has(const client *c, int number)
+{
+    char key[64];
+    item_key(number, key);
+    return json_object_get(c->mirror, key) != NULL;
+}
+
+static sync_engine_metrics metrics_now(void)
+{
+    sync_engine_metrics metrics;
+    sync_engine_get_metrics(engine, &metrics);
+    return metrics;
+}
+
+/* ------------------------------------------------------------------ */
+/* Binding, pings, errors                                              */
+
+START_TEST(test_bind_new_file_gets_an_identity)
+{
+    client a, b;
+    client_connect(&a, &alice);
+    client_connect(&b, &alice);
+    client_bind_new(&a);
+    client_bind_new(&b);
+    ck_assert_uint_ne(a.file_identity, b.file_identity);
+
+    sync_store_file file = {0};
+    ck_assert_int_eq(sync_store_get_file(store, a.file_identity, &file), 0);
+    ck_assert_str_eq(file.user_id, alice.id);
+    sync_store_file_clear(&file);
+
+    ck_assert_uint_eq(metrics_now().connections, 2);
+    ck_assert_uint_eq(metrics_now().sessions, 2);
+    client_free(&a);
+    client_free(&b);
+    ck_assert_uint_eq(metrics_now().connections, 0);
+    ck_assert_uint_eq(metrics_now().sessions, 0);
+}
+END_TEST
+
+START_TEST(test_bind_refusals)
+{
+    client a, other_user;
+    client_connect(&a, &alice);
+    client_connect(&other_user, &bob);
+    client_bind_new(&a);
+
+    /* Unknown identity: 200 on the session, which then ignores all but unbind. */
+    a.session = 2;
+    ck_assert_int_eq(client_send(&a, "{\"type\":\"bind\",\"session\":2,\"file_identity\":99,"
+                                     "\"last_server_version\":0,"
+                                     "\"last_integrated_client_version\":0}"),
+                     0);
+    client_pump(&a);
+    assert_error(&a, PROTOCOL_ERROR_BAD_FILE_IDENTITY, 2);
+    client_forget_frames(&a);
+    ck_assert_int_eq(client_send(&a, "{\"type\":\"mark\",\"session\":2,\"request\":1}"), 0);
+    ck_assert_uint_eq(client_pump(&a), 0);
+    ck_assert_int_eq(client_send(&a, "{\"type\":\"unbind\",\"session\":2}"), 0);
+    client_pump(&a);
+    ck_assert_ptr_nonnull(client_frame(&a, PROTOCOL_MESSAGE_UNBOUND, 0));
+    client_forget_frames(&a);
+
+    /* The same file in a second session of the connection: 206. */
+    a.session = 3;
+    a.server_version = 0;
+    ck_assert_int_eq(client_rebind(&a), 0);
+    client_pump(&a);
+    assert_error(&a, PROTOCOL_ERROR_SESSION_ALREADY_BOUND, 3);
+    client_forget_frames(&a);
+
+    /* Another user's file: 204. */
+    other_user.file_identity = a.file_identity;
+    ck_assert_int_eq(client_rebind(&other_user), 0);
+    client_pump(&other_user);
+    assert_error(&other_user, PROTOCOL_ERROR_PERMISSION_DENIED, 1);
+    client_forget_frames(&other_user);
+
+    /* Progress the server never gave: 201. */
+    client b;
+    client_connect(&b, &alice);
+    b.file_identity = a.file_identity;
+    b.server_version = 5;
+    client_disconnect(&a);
+    ck_assert_int_eq(client_rebind(&b), 0);
+    client_pump(&b);
+    assert_error(&b, PROTOCOL_ERROR_CLIENT_RESET_REQUIRED, 1);
+    client_free(&a);
+    client_free(&b);
+    client_free(&other_user);
+}
+END_TEST
+
+START_TEST(test_ping_pong)
+{
+    client a;
+    client_connect(&a, &alice);
+    ck_assert_int_eq(client_send(&a, "{\"type\":\"ping\",\"timestamp\":1234}"), 0);
+    ck_assert_uint_eq(client_pump(&a), 1);
+    ck_assert_int_eq(a.frames[0].type, PROTOCOL_MESSAGE_PONG);
+    ck_assert_uint_eq(a.frames[0].body.ping.timestamp, 1234);
+    ck_assert_int_eq(sync_engine_close_code(a.connection), 0);
+    client_free(&a);
+}
+END_TEST
+
+typedef struct bad_input {
+    const char *frame;
+    bool binary;
+    protocol_error_code code;
+    int close_code;
+} bad_input;
+
+/* Each kind of bad input closes its connection with the documented code;
+ * a second connection is not affected. */
+START_TEST(test_malformed_input_closes_only_that_connection)
+{
+    static const bad_input inputs[] = {
+        {"{\"type\":\"ping\",", false, PROTOCOL_ERROR_MALFORMED_MESSAGE, 1002},
+        {"{\"type\":\"teleport\",\"session\":1}", false, PROTOCOL_ERROR_UNKNOWN_MESSAGE_TYPE, 1002},
+        {"{\"type\":\"ping\",\"timestamp\":1}", true, PROTOCOL_ERROR_MALFORMED_MESSAGE, 1002},
+        {"{\"type\":\"pong\",\"timestamp\":1}", false, PROTOCOL_ERROR_UNEXPECTED_MESSAGE, 1002},
+        {"{\"type\":\"mark\",\"session\":7,\"request\":1}", false,
+         PROTOCOL_ERROR_UNEXPECTED_MESSAGE, 1002},
+        {"{\"type\":\"ping\",\"timestamp\":-1}", false, PROTOCOL_ERROR_MALFORMED_MESSAGE, 1002},
+    };
+    client bystander;
+    client_connect(&bystander, &bob);
+    for (size_t index = 0; index < sizeof inputs / sizeof inputs[0]; index++) {
+        client bad;
+        client_connect(&bad, &alice);
+        const bad_input *input = &inputs[index];
+        ck_assert_int_eq(sync_engine_receive(engine, bad.connection, input->frame,
+                                             strlen(input->frame), input->binary, clock_ms),
+                         input->code);
+        client_pump(&bad);
+        ck_assert_uint_eq(bad.frame_count, 1);
+        assert_error(&bad, input->code, 0);
+        ck_assert_int_eq(sync_engine_close_code(bad.connection), input->close_code);
+        /* Later frames are ignored. */
+        ck_assert_int_eq(client_send(&bad, "{\"type\":\"ping\",\"timestamp\":1}"), input->code);
+        ck_assert_uint_eq(client_pump(&bad), 0);
+        client_free(&bad);
+
+        ck_assert_int_eq(client_send(&bystander, "{\"type\":\"ping\",\"timestamp\":5}"), 0);
+        ck_assert_uint_eq(client_pump(&bystander), 1);
+        ck_assert_int_eq(sync_engine_close_code(bystander.connection), 0);
+    }
+
+    /* Too large: the text is not read. */
+    client large;
+    client_connect(&large, &alice);
+    ck_assert_int_eq(sync_engine_receive(engine, large.connection, "{", PROTOCOL_MAX_MESSAGE_BYTES + 1,
+                                         false, clock_ms),
+                     PROTOCOL_ERROR_MESSAGE_TOO_LARGE);
+    client_pump(&large);
+    assert_error(&large, PROTOCOL_ERROR_MESSAGE_TOO_LARGE, 0);
+    ck_assert_int_eq(sync_engine_close_code(large.connection), 1009);
+    client_free(&large);
+
+    ck_assert_uint_eq(metrics_now().protocol_errors, sizeof inputs / sizeof inputs[0] + 1);
+    client_free(&bystander);
+}
+END_TEST
+
+/* A changeset with another origin, or one that breaks the rules, ends the
+ * session, not the connection. */
+START_TEST(test_bad_changesets_end_the_session)
+{
+    client a;
+    client_connect(&a, &alice);
+    client_bind_new(&a);
+    a.file_identity++;
+    ck_assert_int_eq(client_upload(&a, create_item(1, "alice", "x")), 0);
+    a.file_identity--;
+    client_pump(&a);
+    assert_error(&a, PROTOCOL_ERROR_BAD_CHANGESET, 1);
+    client_forget_frames(&a);
+    ck_assert_int_eq(client_upload(&a, create_item(1, "alice", "x")), 0);
+    ck_assert_uint_eq(client_pump(&a), 0);
+    ck_assert_int_eq(client_send(&a, "{\"type\":\"unbind\",\"session\":1}"), 0);
+    client_pump(&a);
+    ck_assert_ptr_nonnull(client_frame(&a, PROTOCOL_MESSAGE_UNBOUND, 0));
+    client_forget_frames(&a);
+
+    a.session = 2;
+    client_bind_new(&a);
+    ck_assert_int_eq(client_upload(&a, "{\"op\":\"move\",\"collection\":\"Item\",\"id\":1}"), 0);
+    client_pump(&a);
+    assert_error(&a, PROTOCOL_ERROR_BAD_CHANGESET, 2);
+    ck_assert_int_eq(sync_engine_close_code(a.connection), 0);
+    json_t *documents = server_documents();
+    ck_assert_uint_eq(json_object_size(documents), 0);
+    json_decref(documents);
+    client_free(&a);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Queries and bootstraps                                              */
+
+/* Items written before clients connect, as an import before the server
+ * starts: the tick lets the engine take them as its starting point. */
+static void write_items(int count)
+{
+    for (int number = 1; number <= count; number++)
+        server_write(create_item(number, number % 3 == 0 ? "bob" : "alice", "a task"));
+    sync_engine_tick(engine, clock_ms);
+}
+
+START_TEST(test_bootstrap_in_batches)
+{
+    sync_engine_free(engine);
+    start_engine(300, 0);
+    write_items(30);
+    client a;
+    client_connect(&a, &alice);
+    client_bind_new(&a);
+    ck_assert_int_eq(client_query(&a, 1, "owner_id == 'alice'"), 0);
+    ck_assert_int_eq(client_send(&a, "{\"type\":\"mark\",\"session\":1,\"request\":7}"), 0);
+    client_pump(&a);
+
+    size_t downloads = client_count(&a, PROTOCOL_MESSAGE_DOWNLOAD);
+    ck_assert_uint_gt(downloads, 3);
+    double progress = 0;
+    for (size_t index = 0; index < downloads; index++) {
+        const protocol_download_body *download =
+            &client_frame(&a, PROTOCOL_MESSAGE_DOWNLOAD, index)->body.download;
+        ck_assert_uint_eq(download->query_version, 1);
+        ck_assert_uint_eq(download->server_version, 30);
+        ck_assert(download->last_in_batch == (index == downloads - 1));
+        ck_assert(download->progress_estimate >= progress);
+        progress = download->progress_estimate;
+    }
+    ck_assert_double_eq(progress, 1.0);
+    /* The mark comes after the whole bootstrap. */
+    ck_assert_int_eq(a.frames[a.frame_count - 1].type, PROTOCOL_MESSAGE_MARK);
+    ck_assert_uint_eq(a.frames[a.frame_count - 1].body.mark.request, 7);
+
+    ck_assert_uint_eq(json_object_size(a.mirror), 20);
+    for (int number = 1; number <= 30; number++)
+        ck_assert(mirror_has(&a, number) == (number % 3 != 0));
+
+    /* A new set: bob's items enter, alice's leave. */
+    client_forget_frames(&a);
+    ck_assert_int_eq(client_query(&a, 2, "owner_id == 'bob'"), 0);
+    client_pump(&a);
+    ck_assert_uint_eq(json_object_size(a.mirror), 10);
+    for (int number = 1; number <= 30; number++)
+        ck_assert(mirror_has(&a, number) == (number % 3 == 0));
+
+    ck_assert_uint_eq(metrics_now().bootstraps, 2);
+    ck_assert_uint_eq(metrics_now().server_version, 30);
+    ck_assert_uint_eq(metrics_now().history_changesets, 30);
+    client_free(&a);
+}
+END_TEST
+
+START_TEST(test_refused_query_keeps_the_old_set)
+{
+    write_items(3);
+    client a;
+    client_start(&a, &alice, "owner_id == 'alice'");
+    ck_assert_uint_eq(json_object_size(a.mirror), 2);
+
+    ck_assert_int_eq(client_query(&a, 2, "summary == 'a task'"), 0);
+    ck_assert_int_eq(client_query(&a, 3, "owner_id == "), 0);
+    ck_assert_int_eq(client_query(&a, 1, "TRUEPREDICATE"), 0);
+    client_pump(&a);
+    ck_assert_uint_eq(a.frame_count, 3);
+    const protocol_query_error_body *refusal = &a.frames[0].body.query_error;
+    ck_assert_int_eq(a.frames[0].type, PROTOCOL_MESSAGE_QUERY_ERROR);
+    ck_assert_uint_eq(refusal->query_version, 2);
+    ck_assert_int_eq(refusal->code, PROTOCOL_ERROR_BAD_QUERY);
+    ck_assert_str_eq(refusal->message, "Item: s: summary is not a queryable field");
+    ck_assert_int_eq(a.frames[1].type, PROTOCOL_MESSAGE_QUERY_ERROR);
+    ck_assert_ptr_nonnull(strstr(a.frames[1].body.query_error.message, "Item: s: byte "));
+    ck_assert_int_eq(a.frames[2].type, PROTOCOL_MESSAGE_QUERY_ERROR);
+    client_forget_frames(&a);
+
+    /* A long name in a refusal is cut on a character boundary. */
+    char name[701] = "";
+    for (int letter = 0; letter < 350; letter++)
+        strcat(name, "\xc3\xa9");
+    ck_assert_int_eq(client_send(&a, "{\"type\":\"query\",\"session\":1,\"query_version\":2,"
+                                     "\"subscriptions\":{\"Item\":[{\"name\":\"%s\","
+                                     "\"query\":\"summary == 'x'\"}]}}",
+                                 name),
+                     0);
+    client_pump(&a);
+    ck_assert_uint_eq(a.frame_count, 1);
+    ck_assert_int_eq(a.frames[0].type, PROTOCOL_MESSAGE_QUERY_ERROR);
+    ck_assert_int_eq(a.frames[0].body.query_error.code, PROTOCOL_ERROR_BAD_QUERY);
+    client_forget_frames(&a);
+
+    /* The accepted set still applies. */
+    client b;
+    client_connect(&b, &bob);
+    client_bind_new(&b);
+    ck_assert_int_eq(client_upload(&b, set_field(2, "summary", "\"by bob\"")), 0);
+    client_pump(&a);
+    ck_assert_uint_eq(client_count(&a, PROTOCOL_MESSAGE_DOWNLOAD), 1);
+    client_free(&b);
+    client_free(&a);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Uploads and fan-out                                                 */
+
+START_TEST(test_upload_is_acknowledged_with_its_effect)
+{
+    client a;
+    client_start(&a, &alice, "owner_id == 'alice'");
+
+    ck_assert_int_eq(client_upload(&a, create_item(1, "alice", "mine")), 0);
+    client_pump(&a);
+    ck_assert_uint_eq(a.frame_count, 1);
+    const protocol_download_body *ack = &a.frames[0].body.download;
+    ck_assert_uint_eq(ack->last_integrated_client_version, 1);
+    ck_assert_uint_eq(ack->server_version, 1);
+    ck_assert_uint_eq(ack->changeset_count, 1);
+    ck_assert_uint_eq(ack->changesets[0].changeset.origin, a.file_identity);
+    ck_assert_uint_eq(ack->changesets[0].changeset.client_version, 1);
+    assert_mirror_is_server(&a);
+    client_forget_frames(&a);
+
+    /* Outside the view: acknowledged with nothing in it. */
+    ck_assert_int_eq(client_upload(&a, create_item(2, "bob", "not mine")), 0);
+    client_pump(&a);
+    ck_assert_uint_eq(a.frame_count, 1);
+    ck_assert_uint_eq(a.frames[0].body.download.last_integrated_client_version, 2);
+    ck_assert_uint_eq(a.frames[0].body.download.changeset_count, 0);
+    ck_assert_uint_eq(a.frames[0].body.download.server_version, 2);
+    ck_assert_uint_eq(json_object_size(a.mirror), 1);
+    client_free(&a);
+}
+END_TEST
+
+START_TEST(test_fan_out_follows_each_view)
+{
+    client writer, watcher, stranger;
+    client_start(&writer, &alice, NULL);
+    client_start(&watcher, &bob, "owner_id == 'alice'");
+    client_start(&stranger, &bob, "owner_id == 'carol'");
+
+    /* Entered: create and sets. */
+    ck_assert_int_eq(client_upload(&writer, create_item(1, "alice", "first")), 0);
+    client_pump(&watcher);
+    ck_assert_uint_eq(watcher.frame_count, 1);
+    const changeset *entered = &watcher.frames[0].body.download.changesets[0].changeset;
+    ck_assert_int_eq(entered->instructions[0].operation, CHANGESET_CREATE);
+    ck_assert_uint_eq(entered->count, 4);
+    ck_assert_uint_eq(entered->origin, writer.file_identity);
+    assert_mirror_is_server(&watcher);
+    client_forget_frames(&watcher);
+
+    /* Changed: a diff of the one field. */
+    ck_assert_int_eq(client_upload(&writer, set_field(1, "summary", "\"second\"")), 0);
+    client_pump(&watcher);
+    const changeset *changed = &watcher.frames[0].body.download.changesets[0].changeset;
+    ck_assert_uint_eq(changed->count, 1);
+    ck_assert_int_eq(changed->instructions[0].operation, CHANGESET_SET);
+    ck_assert_str_eq(changed->instructions[0].path, "summary");
+    assert_mirror_is_server(&watcher);
+    client_forget_frames(&watcher);
+
+    /* Left: no longer matching is a delete. */
+    ck_assert_int_eq(client_upload(&writer, set_field(1, "owner_id", "\"carol\"")), 0);
+    client_pump(&watcher);
+    const changeset *left = &watcher.frames[0].body.download.changesets[0].changeset;
+    ck_assert_uint_eq(left->count, 1);
+    ck_assert_int_eq(left->instructions[0].operation, CHANGESET_DELETE);
+    ck_assert_uint_eq(json_object_size(watcher.mirror), 0);
+    client_forget_frames(&watcher);
+
+    /* It entered the stranger's view meanwhile; a delete leaves it. */
+    client_pump(&stranger);
+    ck_assert_uint_eq(client_count(&stranger, PROTOCOL_MESSAGE_DOWNLOAD), 1);
+    ck_assert_uint_eq(json_object_size(stranger.mirror), 1);
+    ck_assert_int_eq(client_upload(&writer, delete_item(1)), 0);
+    client_pump(&stranger);
+    ck_assert_uint_eq(json_object_size(stranger.mirror), 0);
+    ck_assert_uint_eq(client_pump(&watcher), 0);
+
+    /* A document the schema refuses reaches nobody; fields it does not
+     * name are stripped. */
+    client_forget_frames(&watcher);
+    char id[64];
+    object_id(2, id);
+    char instructions[1024];
+    snprintf(instructions, sizeof instructions,
+             "{\"op\":\"create\",\"collection\":\"Item\",\"id\":%s},%s", id,
+             set_field(2, "owner_id", "\"alice\""));
+    ck_assert_int_eq(client_upload(&writer, instructions), 0);
+    ck_assert_uint_eq(client_pump(&watcher), 0);
+    ck_assert_int_eq(client_upload(&writer, set_field(2, "summary", "\"s\"")), 0);
+    ck_assert_int_eq(client_upload(&writer, set_field(2, "colour", "\"red\"")), 0);
+    ck_assert_int_eq(client_upload(&writer, set_field(2, "isComplete", "true")), 0);
+    client_pump(&watcher);
+    ck_assert_uint_eq(json_object_size(watcher.mirror), 1);
+    json_t *mirrored = json_object_iter_value(json_object_iter(watcher.mirror));
+    ck_assert_ptr_null(json_object_get(mirrored, "colour"));
+    ck_assert(json_is_true(json_object_get(mirrored, "isComplete")));
+    client_free(&writer);
+    client_free(&watcher);
+    client_free(&stranger);
+}
+END_TEST
+
+START_TEST(test_reupload_is_skipped_and_acknowledged)
+{
+    client a;
+    client_connect(&a, &alice);
+    client_bind_new(&a);
+    ck_assert_int_eq(client_upload(&a, create_item(1, "alice", "once")), 0);
+    /* The acknowledgement is lost with the connection. */
+    client_disconnect(&a);
+    client_reconnect(&a, &alice);
+    ck_assert_int_eq(client_rebind(&a), 0);
+    client_pump(&a);
+    client_forget_frames(&a);
+    a.client_version--;
+    ck_assert_int_eq(client_upload(&a, create_item(1, "alice", "once")), 0);
+    client_pump(&a);
+    ck_assert_uint_eq(a.frame_count, 1);
+    ck_assert_uint_eq(a.frames[0].body.download.last_integrated_client_version, 1);
+    ck_assert_uint_eq(a.frames[0].body.download.changeset_count, 0);
+    ck_assert_uint_eq(a.frames[0].body.download.server_version, 1);
+    ck_assert_uint_eq(metrics_now().changesets_in, 1);
+    ck_assert_uint_eq(metrics_now().changesets_skipped, 1);
+    ck_assert_uint_eq(metrics_now().server_version, 1);
+    client_free(&a);
+}
+END_TEST
+
+START_TEST(test_catch_up_brings_the_mirror_to_the_server)
+{
+    write_items(6);
+    client a, writer;
+    client_start(&a, &alice, "owner_id == 'alice'");
+    client_start(&writer, &bob, NULL);
+    ck_assert_uint_eq(json_object_size(a.mirror), 4);
+    client_disconnect(&a);
+
+    /* While a is away: a change, a delete, an object that leaves the view,
+     * one that enters it, and one outside it. */
+    ck_assert_int_eq(client_upload(&writer, set_field(1, "summary", "\"edited\"")), 0);
+    ck_assert_int_eq(client_upload(&writer, delete_item(2)), 0);
+    ck_assert_int_eq(client_upload(&writer, set_field(4, "owner_id", "\"bob\"")), 0);
+    ck_assert_int_eq(client_upload(&writer, set_field(3, "owner_id", "\"alice\"")), 0);
+    ck_assert_int_eq(client_upload(&writer, create_item(7, "bob", "elsewhere")), 0);
+    ck_assert_int_eq(client_upload(&writer, set_field(6, "summary", "\"bob's\"")), 0);
+
+    client_reconnect(&a, &alice);
+    ck_assert_int_eq(client_rebind(&a), 0);
+    client_pump(&a);
+    protocol_message *last = &a.frames[a.frame_count - 1];
+    ck_assert_int_eq(last->type, PROTOCOL_MESSAGE_DOWNLOAD);
+    ck_assert(last->body.download.last_in_batch);
+    ck_assert_uint_eq(a.server_version, 12);
+    for (int number = 1; number <= 7; number++)
+        ck_assert_msg(mirror_has(&a, number) == (number == 1 || number == 3 || number == 5),
+                      "item %d", number);
+    json_t *documents = server_documents();
+    char key[64];
+    item_key(1, key);
+    assert_same_documents(json_object_get(documents, key), json_object_get(a.mirror, key));
+    json_decref(documents);
+    client_free(&a);
+    client_free(&writer);
+}
+END_TEST
+
+START_TEST(test_concurrent_writes_converge)
+{
+    client a, b;
+    client_start(&a, &alice, "TRUEPREDICATE");
+    client_start(&b, &bob, "TRUEPREDICATE");
+    for (int number = 1; number <= 4; number++)
+        ck_assert_int_eq(client_upload(&a, create_item(number, "alice", "start")), 0);
+    client_pump(&a);
+    client_pump(&b);
+
+    /* Neither has seen the other's writes when it makes its own; b's
+     * timestamps are later except for item 3. */
+    ck_assert_int_eq(client_upload(&a, set_field(1, "summary", "\"a wins?\"")), 0);
+    ck_assert_int_eq(client_upload(&a, set_field(2, "isComplete", "true")), 0);
+    ck_assert_int_eq(client_upload(&a, delete_item(4)), 0);
+    ck_assert_int_eq(client_upload(&b, set_field(1, "summary", "\"b wins\"")), 0);
+    ck_assert_int_eq(client_upload(&b, set_field(2, "summary", "\"both survive\"")), 0);
+    ck_assert_int_eq(client_upload(&b, set_field(4, "summary", "\"too late\"")), 0);
+    clock_ms -= 100;
+    ck_assert_int_eq(client_upload(&b, set_field(3, "summary", "\"b early\"")), 0);
+    clock_ms += 200;
+    ck_assert_int_eq(client_upload(&a, set_field(3, "summary", "\"a late\"")), 0);
+    client_pump(&a);
+    client_pump(&b);
+
+    assert_mirror_is_server(&a);
+    assert_mirror_is_server(&b);
+    ck_assert_uint_eq(json_object_size(a.mirror), 3);
+    char key[64];
+    item_key(1, key);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(a.mirror, key), "summary")),
+                     "b wins");
+    item_key(3, key);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(b.mirror, key), "summary")),
+                     "a late");
+    client_free(&a);
+    client_free(&b);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Idle connections and shutdown                                       */
+
+START_TEST(test_idle_timeout)
+{
+    client idle, active;
+    client_connect(&idle, &alice);
+    client_connect(&active, &alice);
+    clock_ms += 100000;
+    ck_assert_int_eq(client_send(&active, "{\"type\":\"ping\",\"timestamp\":1}"), 0);
+    clock_ms += 20000;
+    sync_engine_tick(engine, clock_ms);
+    client_pump(&idle);
+    client_pump(&active);
+    assert_error(&idle, PROTOCOL_ERROR_IDLE_TIMEOUT, 0);
+    ck_assert_int_eq(sync_engine_close_code(idle.connection), 1001);
+    ck_assert_int_eq(sync_engine_close_code(active.connection), 0);
+    client_free(&idle);
+    client_free(&active);
+}
+END_TEST
+
+START_TEST(test_shutdown_sends_going_away)
+{
+    client a;
+    client_connect(&a, &alice);
+    client_bind_new(&a);
+    sync_engine_shutdown(engine);
+    ck_assert_int_eq(client_send(&a, "{\"type\":\"ping\",\"timestamp\":1}"),
+                     PROTOCOL_ERROR_GOING_AWAY);
+    client_pump(&a);
+    ck_assert_uint_eq(a.frame_count, 1);
+    assert_error(&a, PROTOCOL_ERROR_GOING_AWAY, 0);
+    ck_assert_int_eq(sync_engine_close_code(a.connection), 1001);
+
+    client late;
+    client_connect(&late, &bob);
+    client_pump(&late);
+    assert_error(&late, PROTOCOL_ERROR_GOING_AWAY, 0);
+    client_free(&late);
+    client_free(&a);
+}
+END_TEST
+
+/* The app's rules for subscriptions: known collections outside
+ * development mode, and the indexed queryable field. */
+START_TEST(test_query_rules_of_the_app)
+{
+    char directory[PATH_MAX];
+    export_path(directory, "tiered");
+    switch_app(directory);
+    client a;
+    client_connect(&a, &alice);
+    client_bind_new(&a);
+    ck_assert_int_eq(client_send(&a, "{\"type\":\"query\",\"session\":1,\"query_version\":1,"
+                                     "\"subscriptions\":{\"Nope\":[{\"name\":\"n\","
+                                     "\"query\":\"TRUEPREDICATE\"}]}}"),
+                     0);
+    ck_assert_int_eq(client_query(&a, 2, "team == 'x'"), 0);
+    client_pump(&a);
+    ck_assert_int_eq(a.frames[0].type, PROTOCOL_MESSAGE_QUERY_ERROR);
+    ck_assert_str_eq(a.frames[0].body.query_error.message,
+                     "Nope: n: the app has no collection \"Nope\"");
+    ck_assert_int_eq(a.frames[1].type, PROTOCOL_MESSAGE_DOWNLOAD);
+    ck_assert_uint_eq(a.frames[1].body.download.query_version, 2);
+    client_free(&a);
+
+    /* The same app with an indexed queryable field. */
+    char command[4 * PATH_MAX];
+    snprintf(command, sizeof command,
+             "cp -r '%s' '%s/app' && sed -i 's/\"queryable_fields_names\"/"
+             "\"indexed_queryable_fields_names\": [\"team\"], &/' '%s/app/sync/config.json'",
+             directory, data_directory, data_directory);
+    ck_assert_int_eq(system(command), 0);
+    char copy[PATH_MAX + 8];
+    snprintf(copy, sizeof copy, "%s/app", data_directory);
+    switch_app(copy);
+    ck_assert_str_eq(app_config_indexed_queryable_field(app), "team");
+    client_connect(&a, &alice);
+    client_bind_new(&a);
+    ck_assert_int_eq(client_query(&a, 1, "owner_id == 'alice'"), 0);
+    ck_assert_int_eq(client_query(&a, 2, "team == 'x' OR owner_id == 'alice'"), 0);
+    ck_assert_int_eq(client_query(&a, 3, "owner_id == 'alice' AND team IN {'x', 'y'}"), 0);
+    client_pump(&a);
+    ck_assert_int_eq(a.frames[0].type, PROTOCOL_MESSAGE_QUERY_ERROR);
+    ck_assert_str_eq(a.frames[0].body.query_error.message,
+                     "Item: s: the query must test team, the indexed queryable field, with == "
+                     "or IN at its top level (joined with AND)");
+    ck_assert_int_eq(a.frames[1].type, PROTOCOL_MESSAGE_QUERY_ERROR);
+    ck_assert_int_eq(a.frames[2].type, PROTOCOL_MESSAGE_DOWNLOAD);
+    ck_assert_uint_eq(a.frames[2].body.download.query_version, 3);
+    client_free(&a);
+}
+END_TEST
+
+/* Integrate, as the server, Item number with a summary of size bytes. */
+static void server_write_large(int number, const char *owner, size_t size)
+{
+    uint8_t bytes[VALUE_OBJECT_ID_SIZE] = {0};
+    bytes[VALUE_OBJECT_ID_SIZE - 1] = (uint8_t)number; /* the ObjectId object_id() writes */
+    json_t *id = value_new_object_id(bytes);
+    char *summary = malloc(size + 1);
+    ck_assert_ptr_nonnull(summary);
+    memset(summary, 's', size);
+    summary[size] = '\0';
+    json_t *document = json_pack("{s:O, s:b, s:s, s:s}", "_id", id, "isComplete", 0, "owner_id", owner,
+                         "summary", summary);
+    free(summary);
+    changeset changes = {.timestamp = ++clock_ms};
+    char message[256];
+    ck_assert_int_eq(changeset_diff("Item", id, NULL, document, &changes, message, sizeof message), 0);
+    sync_store_integration result = {0};
+    ck_assert_int_eq(sync_store_integrate(store, &changes, 1, clock_ms, &result), 0);
+    sync_store_integration_clear(&result);
+    changeset_clear(&changes);
+    json_decref(document);
+    json_decref(id);
+}
+
+/* Two objects of 9 MiB each enter a view in one upload: the download is
+ * split into two frames under the limit. */
+START_TEST(test_large_downloads_are_split)
+{
+    server_write_large(1, "bob", 9 << 20);
+    server_write_large(2, "bob", 9 << 20);
+    sync_engine_tick(engine, clock_ms);
+    client writer, watcher;
+    client_start(&writer, &bob, NULL);
+    client_start(&watcher, &alice, "owner_id == 'alice'");
+    char first[512], second[512];
+    snprintf(first, sizeof first, "%s", set_field(1, "owner_id", "\"alice\""));
+    snprintf(second, sizeof second, "%s", set_field(2, "owner_id", "\"alice\""));
+    ck_assert_int_eq(client_send(&writer, "{\"type\":\"upload\",\"session\":1,"
+                                          "\"last_integrated_server_version\":0,\"changesets\":["
+                                          "{\"origin\":%llu,\"client_version\":1,\"timestamp\":%lld,"
+                                          "\"instructions\":[%s]},"
+                                          "{\"origin\":%llu,\"client_version\":2,\"timestamp\":%lld,"
+                                          "\"instructions\":[%s]}]}",
+                                 (unsigned long long)writer.file_identity, (long long)clock_ms + 1,
+                                 first, (unsigned long long)writer.file_identity,
+                                 (long long)clock_ms + 2, second),
+                     0);
+    client_pump(&watcher);
+    ck_assert_uint_eq(watcher.frame_count, 2);
+    ck_assert_uint_eq(watcher.frames[0].body.download.server_version, 3);
+    ck_assert_uint_eq(watcher.frames[1].body.download.server_version, 4);
+    ck_assert_uint_eq(json_object_size(watcher.mirror), 2);
+    assert_mirror_is_server(&watcher);
+    client_free(&writer);
+    client_free(&watcher);
+}
+END_TEST
+
+/* A client that does not read is disconnected once too much is queued for
+ * it (here 1 MiB), and catches up when it binds again. */
+START_TEST(test_a_client_that_does_not_read_is_dropped)
+{
+    sync_engine_free(engine);
+    start_engine(0, 1 << 20);
+    client writer, sleeper;
+    client_start(&writer, &bob, NULL);
+    client_start(&sleeper, &alice, "owner_id == 'alice'");
+    for (int number = 1; number <= 9; number++) {
+        server_write_large(number, "bob", 128 << 10);
+        char change[512];
+        snprintf(change, sizeof change, "%s", set_field(number, "owner_id", "\"alice\""));
+        ck_assert_int_eq(client_upload(&writer, change), 0);
+        client_pump(&writer);
+    }
+    ck_assert_int_eq(sync_engine_close_code(sleeper.connection), 1001);
+    client_forget_frames(&sleeper);
+    client_pump(&sleeper);
+    ck_assert_uint_eq(sleeper.frame_count, 1);
+    assert_error(&sleeper, PROTOCOL_ERROR_GOING_AWAY, 0);
+    client_disconnect(&sleeper);
+
+    client_reconnect(&sleeper, &alice);
+    ck_assert_int_eq(client_rebind(&sleeper), 0);
+    client_pump(&sleeper);
+    assert_mirror_is_server(&sleeper);
+    client_free(&writer);
+    client_free(&sleeper);
+}
+END_TEST
+
+/* What another process writes to the store (an import) reaches the
+ * sessions at the next tick, or before the next upload, as a catch-up. */
+START_TEST(test_foreign_writes_are_caught_up)
+{
+    write_items(3);
+    client a, writer;
+    client_start(&a, &alice, "owner_id == 'alice'");
+    client_start(&writer, &bob, NULL);
+
+    server_write(set_field(1, "summary", "\"imported\""));
+    ck_assert_uint_eq(client_pump(&a), 0);
+    sync_engine_tick(engine, clock_ms);
+    client_pump(&a);
+    ck_assert_uint_eq(a.frame_count, 1);
+    ck_assert_uint_eq(a.server_version, 4);
+    client_forget_frames(&a);
+
+    server_write(set_field(2, "summary", "\"imported too\""));
+    ck_assert_int_eq(client_upload(&writer, set_field(1, "isComplete", "true")), 0);
+    client_pump(&a);
+    ck_assert_uint_eq(a.frame_count, 2);
+    ck_assert_uint_eq(a.frames[0].body.download.server_version, 5);
+    ck_assert_uint_eq(a.frames[1].body.download.server_version, 6);
+    json_t *documents = server_documents();
+    json_object_del(documents, "{\"$oid\": \"000000000000000000000003\"}"); /* bob's */
+    assert_same_maps(documents, a.mirror);
+    json_decref(documents);
+    client_free(&a);
+    client_free(&writer);
+}
+END_TEST
+
+/* A catch-up finds the objects it sends by their ids, whatever their
+ * type: ints, ObjectIds and strings (in a collection without a schema,
+ * which development mode allows). */
+START_TEST(test_catch_up_finds_every_kind_of_id)
+{
+    server_write("{\"op\":\"create\",\"collection\":\"Note\",\"id\":5},"
+                 "{\"op\":\"create\",\"collection\":\"Note\",\"id\":{\"$oid\":"
+                 "\"000000000000000000000001\"}},"
+                 "{\"op\":\"create\",\"collection\":\"Note\",\"id\":\"aa\"},"
+                 "{\"op\":\"create\",\"collection\":\"Note\",\"id\":\"mm\"},"
+                 "{\"op\":\"create\",\"collection\":\"Note\",\"id\":\"zz\"}");
+    sync_engine_tick(engine, clock_ms);
+    client a;
+    client_connect(&a, &alice);
+    client_bind_new(&a);
+    ck_assert_int_eq(client_send(&a, "{\"type\":\"query\",\"session\":1,\"query_version\":1,"
+                                     "\"subscriptions\":{\"Note\":[{\"name\":\"all\","
+                                     "\"query\":\"TRUEPREDICATE\"}]}}"),
+                     0);
+    client_pump(&a);
+    ck_assert_uint_eq(json_object_size(json_object_get(a.other_mirrors, "Note")), 5);
+
+    /* Changes while a is away: first to a string only, then to the others. */
+    static const char *const rounds[] = {
+        "{\"op\":\"set\",\"collection\":\"Note\",\"id\":\"zz\",\"path\":\"t\",\"value\":1}",
+        "{\"op\":\"set\",\"collection\":\"Note\",\"id\":5,\"path\":\"t\",\"value\":2},"
+        "{\"op\":\"set\",\"collection\":\"Note\",\"id\":{\"$oid\":\"000000000000000000000001\"},"
+        "\"path\":\"t\",\"value\":3},"
+        "{\"op\":\"delete\",\"collection\":\"Note\",\"id\":\"aa\"},"
+        "{\"op\":\"set\",\"collection\":\"Note\",\"id\":\"zz\",\"path\":\"u\",\"value\":4}",
+    };
+    for (size_t round = 0; round < 2; round++) {
+        client_disconnect(&a);
+        server_write(rounds[round]);
+        client_reconnect(&a, &alice);
+        ck_assert_int_eq(client_rebind(&a), 0);
+        client_pump(&a);
+        json_t *documents = server_collection("Note");
+        assert_same_maps(documents, json_object_get(a.other_mirrors, "Note"));
+        json_decref(documents);
+    }
+    client_free(&a);
+}
+END_TEST
+
+Suite *unit_suite(void)
+{
+    Suite *suite = suite_create("sync_engine");
+    TCase *sessions = tcase_create("sessions");
+    tcase_add_unchecked_fixture(sessions, make_base_directory, remove_base_directory);
+    tcase_add_checked_fixture(sessions, setup, teardown);
+    tcase_add_test(sessions, test_bind_new_file_gets_an_identity);
+    tcase_add_test(sessions, test_bind_refusals);
+    tcase_add_test(sessions, test_ping_pong);
+    tcase_add_test(sessions, test_malformed_input_closes_only_that_connection);
+    tcase_add_test(sessions, test_bad_changesets_end_the_session);
+    tcase_add_test(sessions, test_idle_timeout);
+    tcase_add_test(sessions, test_shutdown_sends_going_away);
+    suite_add_tcase(suite, sessions);
+
+    TCase *sync = tcase_create("sync");
+    tcase_add_unchecked_fixture(sync, make_base_directory, remove_base_directory);
+    tcase_add_checked_fixture(sync, setup, teardown);
+    tcase_add_test(sync, test_bootstrap_in_batches);
+    tcase_add_test(sync, test_refused_query_keeps_the_old_set);
+    tcase_add_test(sync, test_upload_is_acknowledged_with_its_effect);
+    tcase_add_test(sync, test_fan_out_follows_each_view);
+    tcase_add_test(sync, test_reupload_is_skipped_and_acknowledged);
+    tcase_add_test(sync, test_catch_up_brings_the_mirror_to_the_server);
+    tcase_add_test(sync, test_concurrent_writes_converge);
+    tcase_add_test(sync, test_query_rules_of_the_app);
+    tcase_add_test(sync, test_foreign_writes_are_caught_up);
+    tcase_add_test(sync, test_catch_up_finds_every_kind_of_id);
+    tcase_add_test(sync, test_large_downloads_are_split);
+    tcase_add_test(sync, test_a_client_that_does_not_read_is_dropped);
+    suite_add_tcase(suite, sync);
+    return suite;
+}
