@@ -51,6 +51,14 @@
 
 /* How often to look again at an outbox whose head is a young held delete. */
 #define SYNC_HELD_DELETE_RECHECK_MS 250
+/*
+ * A subscription set goes to the server only once it has not changed for
+ * this long: an editor's save (rename the file away, write a new one, or
+ * write a temporary file and rename it over) passes through sets the user
+ * never meant, and each sent set costs a bootstrap and makes objects
+ * leave and come back.
+ */
+#define SYNC_SUBSCRIPTIONS_SETTLE_MS 300
 
 /* Longest the event loop sleeps without a timer due. */
 #define SYNC_IDLE_SERVICE_MS 1000
@@ -103,6 +111,9 @@ struct sync_client {
     int64_t last_ping_ms;
     int64_t retry_at_ms;
     int64_t held_delete_recheck_ms; /* 0: none planned */
+    uint64_t seen_subscriptions_version; /* the latest set seen, and when */
+    int64_t subscriptions_seen_ms;
+    int64_t subscriptions_recheck_ms;    /* 0: none planned */
     int backoff_ms;
     double server_backoff_seconds; /* the hint of the last error, until used */
     uint64_t jitter_state;
@@ -212,9 +223,20 @@ static int add_subscription(const char *collection, const char *name, const char
  * server may have recorded the set already (it records before it
  * bootstraps) and wants a greater version for the same set: hence the
  * bump. */
-static void send_query_if_due(sync_client *client, const store_sync_progress *progress)
+static void send_query_if_due(sync_client *client, const store_sync_progress *progress,
+                              int64_t now)
 {
     uint64_t version = progress->subscriptions_version;
+    if (version != client->seen_subscriptions_version) {
+        client->seen_subscriptions_version = version;
+        client->subscriptions_seen_ms = now;
+    }
+    client->subscriptions_recheck_ms = 0;
+    if (now < client->subscriptions_seen_ms + SYNC_SUBSCRIPTIONS_SETTLE_MS) {
+        client->subscriptions_recheck_ms = client->subscriptions_seen_ms +
+                                           SYNC_SUBSCRIPTIONS_SETTLE_MS;
+        return;
+    }
     bool unanswered = version > progress->accepted_query_version &&
                       version > progress->refused_query_version;
     if (version == 0 || !unanswered || version <= client->sent_query_version)
@@ -364,7 +386,7 @@ static void send_due_messages(sync_client *client, int64_t now)
     store_sync_progress progress;
     if (store_get_sync_progress(client->store, &progress) != 0)
         return;
-    send_query_if_due(client, &progress);
+    send_query_if_due(client, &progress, now);
     send_mark_if_due(client);
     send_uploads_if_due(client, &progress, now);
 }
@@ -691,6 +713,8 @@ static int service_timeout_ms(const sync_client *client, int64_t now)
         due = client->last_ping_ms + PROTOCOL_PING_INTERVAL_SECONDS * 1000;
     if (client->held_delete_recheck_ms && client->held_delete_recheck_ms < due)
         due = client->held_delete_recheck_ms;
+    if (client->subscriptions_recheck_ms && client->subscriptions_recheck_ms < due)
+        due = client->subscriptions_recheck_ms;
     return due <= now ? 0 : (int)(due - now);
 }
 

@@ -159,6 +159,30 @@ sed_edit_appears_on_the_other_mount() {
   assert_object "$A/Item/$ID1.json" "$(item $ID1 alice "buy oat milk" false)"
 }
 
+# integrated_changesets: the server's count of integrated uploads.
+integrated_changesets() {
+  python3 -c 'import sys, urllib.request
+for line in urllib.request.urlopen(sys.argv[1]).read().decode().splitlines():
+    if line.startswith("realmfs_changesets_integrated_total "):
+        print(int(float(line.split()[1])))' "http://127.0.0.1:$SERVER_PORT/metrics"
+}
+
+# vim with backupcopy=no renames the original away and writes a new file:
+# the server must see one update, not a delete and a create.
+vim_save_is_one_update() {
+  local before
+  before=$(integrated_changesets)
+  timeout 30 vim -es -c "set backupcopy=no" -c "%s/buy oat milk/buy rice milk/" -c wq \
+    "$A/Item/$ID1.json"
+  wait_until 10 grep -q "buy rice milk" "$B/Item/$ID1.json"
+  assert_object "$B/Item/$ID1.json" "$(item $ID1 alice "buy rice milk" false)"
+  local tries=0
+  while (($(integrated_changesets) == before && tries++ < 50)); do sleep 0.1; done
+  assert_equal $((before + 1)) "$(integrated_changesets)" "changesets the server integrated"
+  sed -i 's/buy rice milk/buy oat milk/' "$A/Item/$ID1.json"
+  wait_until 10 grep -q "buy oat milk" "$B/Item/$ID1.json"
+}
+
 delete_reaches_the_other_mount() {
   item $ID2 bob "walk the dog" false >"$B/Item/$ID2.json"
   wait_until 10 test -e "$A/Item/$ID2.json"
@@ -207,6 +231,7 @@ subscription_change_removes_and_adds_files() {
 
 ok "a new object appears on the other mount" create_appears_on_the_other_mount
 ok "an edit with sed -i appears on the other mount" sed_edit_appears_on_the_other_mount
+ok "a vim save (original renamed away) reaches the server as one update" vim_save_is_one_update
 ok "a delete reaches the other mount" delete_reaches_the_other_mount
 ok "offline edits of different fields on both mounts converge" offline_edits_converge
 ok "unmount keeps pending changes for the next mount" unmount_keeps_what_could_not_go_up
