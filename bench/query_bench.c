@@ -19,8 +19,10 @@
  *   sqlite           SELECT count(*) FROM docs WHERE <json_extract predicate>
  *   rql on store     the whole path `realmfs query` takes, the same loop:
  *                    store_scan_object_texts over the collection,
- *                    ejson_parse_fields of each object's text for the fields
- *                    the query reads (rql_add_fields), rql_matches, and
+ *                    ejson_parse_canonical_fields of each object's text for
+ *                    the fields the query reads (rql_add_fields; the other
+ *                    fields are skipped unchecked: the store holds canonical
+ *                    text only), rql_matches, and
  *                    store_object_view_id for each object that matches
  *   rql on parsed    rql_matches alone, over the documents already parsed in
  *                    memory: the query engine without storage and parsing
@@ -461,7 +463,8 @@ enum walk_work {
     WALK_SCAN,            /* visit only */
     WALK_PARSE,           /* ejson_parse every object */
     WALK_PARSE_FIELDS,    /* ejson_parse_fields every object */
-    WALK_QUERY,           /* what realmfs query does: parse fields, match, id of matches */
+    WALK_QUERY,           /* what realmfs query does: read the query's fields of canonical
+                             text, match, id of matches */
 };
 
 typedef struct store_run {
@@ -482,10 +485,11 @@ typedef struct store_walk {
 static json_t *read_stored(const store_run *run, const store_object_view *object)
 {
     ejson_error error;
-    json_t *document = run->work == WALK_PARSE
-                           ? ejson_parse(object->text, object->info.size, &error)
-                           : ejson_parse_fields(object->text, object->info.size, run->fields,
-                                                &error);
+    json_t *document =
+        run->work == WALK_PARSE ? ejson_parse(object->text, object->info.size, &error)
+        : run->work == WALK_QUERY
+            ? ejson_parse_canonical_fields(object->text, object->info.size, run->fields, &error)
+            : ejson_parse_fields(object->text, object->info.size, run->fields, &error);
     if (document == NULL)
         fprintf(stderr, "query_bench: a stored object does not parse: %s\n", error.message);
     return document;

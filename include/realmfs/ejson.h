@@ -84,6 +84,18 @@ json_t *ejson_parse_fields(const char *text, size_t length, const ejson_field_se
                            ejson_error *error);
 
 /*
+ * As ejson_parse_fields, for canonical text (what ejson_format_pretty or
+ * ejson_format_line wrote, as every realmfs store holds): the fields not in
+ * the set are skipped by their structure alone, not checked, which saves
+ * most of the time of a query over stored objects.  The selected fields
+ * are read exactly as ejson_parse_fields reads them.  On other text the
+ * result is unspecified (but memory-safe): a malformed field that is not
+ * selected may go unnoticed.
+ */
+json_t *ejson_parse_canonical_fields(const char *text, size_t length,
+                                     const ejson_field_set *fields, ejson_error *error);
+
+/*
  * Normalize a value that jansson parsed on its own (for instance one line of
  * a mongoexport file read with json_loadb).  Takes no ownership of raw.
  * raw may be any value, so a top-level wrapper ({"$oid": ...}) yields that

@@ -123,6 +123,7 @@ typedef struct reader {
     const char *text;
     size_t length;
     size_t at;
+    bool canonical;  /* unselected fields are skipped, not checked */
     unsigned depth;
     size_t open_key_count;
     text_span open_keys[READER_MAX_OPEN_KEYS]; /* innermost object's last */
@@ -354,7 +355,7 @@ static json_t *new_unescaped_string(text_span raw)
         return NULL;
     size_t length = 0;
     for (size_t at = 0; at < raw.length;) {
-        long code_point;
+        long code_point = 0; /* decode_escape sets it: the text was checked */
         if (raw.bytes[at] == '\\') {
             at += decode_escape(raw.bytes + at, raw.length - at, &code_point);
             length += value_encode_utf8((uint32_t)code_point, decoded + length);
@@ -602,6 +603,8 @@ static bool reader_key(reader *r, object_keys *keys, text_span *key)
     return true;
 }
 
+static bool reader_skip_value(reader *r);
+
 /*
  * The members of the object at the reader (its '{'), each read in mode;
  * with selected, the fields in it are read normalized and the others
@@ -628,7 +631,9 @@ static bool reader_members(reader *r, read_mode mode, const ejson_field_set *sel
             member_mode = field_set_contains(selected, key.bytes, key.length) ? READ_NORMALIZED
                                                                                : READ_CHECK;
         json_t *value = NULL;
-        if (!reader_value(r, member_mode, &value))
+        bool read = member_mode == READ_CHECK && r->canonical ? reader_skip_value(r)
+                                                               : reader_value(r, member_mode, &value);
+        if (!read)
             break;
         if (value && json_object_setn_new_nocheck(object, key.bytes, key.length, value) != 0)
             break;
@@ -643,6 +648,63 @@ static bool reader_members(reader *r, read_mode mode, const ejson_field_set *sel
     }
     r->open_key_count = keys.first;
     return complete;
+}
+
+/* Past the closing quote of the string whose opening quote is at start:
+ * the first quote not escaped by an odd run of backslashes. */
+static bool skip_string(const char *text, size_t end, size_t *at)
+{
+    size_t from = *at + 1;
+    for (;;) {
+        const char *quote = memchr(text + from, '"', end - from);
+        if (!quote)
+            return false;
+        size_t position = (size_t)(quote - text), backslashes = 0;
+        while (position - backslashes > from && text[position - 1 - backslashes] == '\\')
+            backslashes++;
+        from = position + 1;
+        if (backslashes % 2 == 0) {
+            *at = from;
+            return true;
+        }
+    }
+}
+
+/*
+ * Past the value at the reader, following only its structure: strings,
+ * brackets and the end of a scalar.  For canonical text (realmfs wrote it,
+ * after checking it), where checking an unselected field again would only
+ * cost time.  false when the text ends first.
+ */
+static bool reader_skip_value(reader *r)
+{
+    const char *text = r->text;
+    size_t at = r->at, end = r->length;
+    unsigned depth = 0;
+    do {
+        if (at >= end)
+            return false;
+        char c = text[at];
+        if (c == '"') {
+            if (!skip_string(text, end, &at))
+                return false;
+        } else if (c == '{' || c == '[') {
+            depth++;
+            at++;
+        } else if (c == '}' || c == ']') {
+            if (depth == 0)
+                return false;
+            depth--;
+            at++;
+        } else if (depth == 0) {
+            while (at < end && text[at] != ',' && text[at] != '}' && !is_json_space(text[at]))
+                at++;
+        } else {
+            at++;
+        }
+    } while (depth > 0);
+    r->at = at;
+    return true;
 }
 
 static bool reader_array(reader *r, read_mode mode, json_t **out)
@@ -801,7 +863,7 @@ static bool reader_value(reader *r, read_mode mode, json_t **out)
 /* The selected fields of the document in text, or NULL when the reader
  * gives up (ejson_parse then decides). */
 static json_t *read_selected_fields(const char *text, size_t length,
-                                    const ejson_field_set *fields)
+                                    const ejson_field_set *fields, bool canonical)
 {
     /* open_keys is left uninitialized: zeroing its 4 KiB would cost more
      * than reading a whole document */
@@ -809,6 +871,7 @@ static json_t *read_selected_fields(const char *text, size_t length,
     r.text = text;
     r.length = length;
     r.at = 0;
+    r.canonical = canonical;
     r.depth = 0;
     r.open_key_count = 0;
     json_t *document = json_object();
@@ -836,14 +899,26 @@ static void keep_only_fields(json_t *document, const ejson_field_set *fields)
     }
 }
 
-json_t *ejson_parse_fields(const char *text, size_t length, const ejson_field_set *fields,
-                           ejson_error *error)
+static json_t *parse_fields(const char *text, size_t length, const ejson_field_set *fields,
+                            bool canonical, ejson_error *error)
 {
-    json_t *document = read_selected_fields(text, length, fields);
+    json_t *document = read_selected_fields(text, length, fields, canonical);
     if (document)
         return document;
     document = ejson_parse(text, length, error);
     if (document)
         keep_only_fields(document, fields);
     return document;
+}
+
+json_t *ejson_parse_fields(const char *text, size_t length, const ejson_field_set *fields,
+                           ejson_error *error)
+{
+    return parse_fields(text, length, fields, false, error);
+}
+
+json_t *ejson_parse_canonical_fields(const char *text, size_t length,
+                                     const ejson_field_set *fields, ejson_error *error)
+{
+    return parse_fields(text, length, fields, true, error);
 }

@@ -17,16 +17,16 @@
 /* ------------------------------------------------------------------------ */
 /* Small helpers shared with ejson.c                                        */
 
-int value_hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
+#define HEX_NONE8 -1, -1, -1, -1, -1, -1, -1, -1
+#define HEX_NONE16 HEX_NONE8, HEX_NONE8
+const int8_t value_hex_digit_values[256] = {
+    HEX_NONE16, HEX_NONE16, HEX_NONE16,
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, -1, -1, -1, -1, -1, -1,        /* '0'..'9' */
+    -1, 10, 11, 12, 13, 14, 15, -1, HEX_NONE8, HEX_NONE16,        /* 'A'..'F' */
+    -1, 10, 11, 12, 13, 14, 15, -1, HEX_NONE8, HEX_NONE16,        /* 'a'..'f' */
+    HEX_NONE16, HEX_NONE16, HEX_NONE16, HEX_NONE16,
+    HEX_NONE16, HEX_NONE16, HEX_NONE16, HEX_NONE16,
+};
 
 bool value_hex_decode(const char *text, uint8_t *bytes, size_t size)
 {

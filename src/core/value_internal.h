@@ -9,8 +9,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* value_hex_digit's table: every _id of every object read goes through it,
+ * so it is inlined rather than called. */
+extern const int8_t value_hex_digit_values[256];
+
 /* Value of one hex digit, or -1. */
-int value_hex_digit(char c);
+static inline int value_hex_digit(char c)
+{
+    return value_hex_digit_values[(unsigned char)c];
+}
 
 /* Decode exactly 2*size hex digits from text into bytes; false if any is not
  * a hex digit. */

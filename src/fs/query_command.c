@@ -4,8 +4,9 @@
  * The predicate runs over the store itself, opened read-only beside the
  * daemon (LMDB allows any number of reader processes), so nothing goes
  * through FUSE: far faster than reading every file with jq.  Each object's
- * text is parsed only for the fields the predicate reads, and its id is
- * decoded only when it matches.
+ * text is parsed only for the fields the predicate reads (the others are
+ * skipped unchecked: the store holds only canonical text, checked when it
+ * was written), and its id is decoded only when it matches.
  */
 #include <getopt.h>
 #include <jansson.h>
@@ -48,7 +49,8 @@ static int print_if_matching(const store_object_view *object, void *context)
 {
     query_walk *walk = context;
     ejson_error error;
-    json_t *document = ejson_parse_fields(object->text, object->info.size, walk->fields, &error);
+    json_t *document =
+        ejson_parse_canonical_fields(object->text, object->info.size, walk->fields, &error);
     if (!document) {
         walk->unreadable++;
         return 0;
