@@ -342,8 +342,11 @@ static int object_name_from_object_id(const json_t *id, char name[OBJECT_NAME_MA
     uint8_t bytes[VALUE_OBJECT_ID_SIZE];
     if (!value_get_object_id(id, bytes))
         return -EINVAL;
-    for (size_t i = 0; i < VALUE_OBJECT_ID_SIZE; i++)
-        snprintf(name + 2 * i, 3, "%02x", bytes[i]);
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < VALUE_OBJECT_ID_SIZE; i++) {
+        name[2 * i] = digits[bytes[i] >> 4];
+        name[2 * i + 1] = digits[bytes[i] & 0xf];
+    }
     memcpy(name + OBJECT_NAME_OBJECT_ID_DIGITS, OBJECT_NAME_SUFFIX, OBJECT_NAME_SUFFIX_LENGTH + 1);
     return 0;
 }
