@@ -272,6 +272,18 @@ int protocol_parse(const char *text, size_t length, protocol_message *out,
 char *protocol_serialize(const protocol_message *message, size_t *length,
                          protocol_error *error);
 
+/*
+ * As protocol_serialize for a download the server built itself, without
+ * reading the frame back: its changesets were made by changeset_append or
+ * changeset_diff, which refuse everything the protocol refuses inside a
+ * changeset, and its other members by the server.  Only the frame's size
+ * is checked (PROTOCOL_ERROR_MESSAGE_TOO_LARGE).  Reading back costs about
+ * as much as writing, so this halves the server's cost of a bootstrap.
+ * Any other type of message goes through protocol_serialize.
+ */
+char *protocol_serialize_download(const protocol_message *message, size_t *length,
+                                  protocol_error *error);
+
 /* Free everything the message points to (strings, arrays, changesets,
  * json values with one reference each, compensating_write), so all of it
  * must be the message's own; then zero it. */

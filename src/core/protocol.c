@@ -1419,6 +1419,35 @@ char *protocol_serialize(const protocol_message *message, size_t *length,
     return text;
 }
 
+char *protocol_serialize_download(const protocol_message *message, size_t *length,
+                                  protocol_error *error)
+{
+    if (message->type != PROTOCOL_MESSAGE_DOWNLOAD)
+        return protocol_serialize(message, length, error);
+    *error = (protocol_error){0};
+    json_t *json = protocol_encode(message, error);
+    if (!json)
+        return NULL;
+    char *text = json_dumps(json, JSON_COMPACT);
+    json_decref(json);
+    if (!text) {
+        protocol_out_of_memory(error);
+        return NULL;
+    }
+    size_t text_length = strlen(text);
+    if (text_length > PROTOCOL_MAX_MESSAGE_BYTES) {
+        free(text);
+        *error = (protocol_error){.code = PROTOCOL_ERROR_MESSAGE_TOO_LARGE,
+                                  .session = message->session};
+        snprintf(error->message, sizeof error->message,
+                 "download: the frame is %zu bytes, over the limit of %d", text_length,
+                 PROTOCOL_MAX_MESSAGE_BYTES);
+        return NULL;
+    }
+    *length = text_length;
+    return text;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Messages as values                                                        */
 

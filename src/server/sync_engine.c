@@ -303,7 +303,7 @@ static void sync_outbox_push_download(sync_connection *connection, protocol_mess
 {
     size_t length;
     protocol_error error;
-    char *frame = protocol_serialize(message, &length, &error);
+    char *frame = protocol_serialize_download(message, &length, &error);
     protocol_download_body *body = &message->body.download;
     if (frame != NULL || error.code != PROTOCOL_ERROR_MESSAGE_TOO_LARGE ||
         body->changeset_count < 2) {

@@ -503,7 +503,7 @@ static char *sync_stream_frame(sync_snapshot_stream *stream, changeset *batch, b
     char *frame = NULL;
     protocol_error error = {0};
     if (batch->count == 0 || protocol_download_add(body, body->server_version, batch) == 0)
-        frame = protocol_serialize(&download, length, &error);
+        frame = protocol_serialize_download(&download, length, &error);
     else
         snprintf(error.message, sizeof error.message, "out of memory");
     if (frame == NULL)

@@ -798,7 +798,52 @@ START_TEST(test_serialize_refuses_frames_over_the_limit)
     protocol_error error;
     ck_assert_ptr_null(protocol_serialize(&message, &length, &error));
     ck_assert_int_eq(error.code, PROTOCOL_ERROR_MESSAGE_TOO_LARGE);
+    ck_assert_ptr_null(protocol_serialize_download(&message, &length, &error));
+    ck_assert_int_eq(error.code, PROTOCOL_ERROR_MESSAGE_TOO_LARGE);
+    ck_assert_uint_eq(error.session, 1);
     protocol_message_clear(&message);
+}
+END_TEST
+
+/* The unchecked writer of server-built downloads writes the very bytes the
+ * checked one does; other messages go through the checked one. */
+START_TEST(test_download_writer_matches_serialize)
+{
+    for (uint64_t count = 0; count < 20; count++) {
+        protocol_message message;
+        protocol_message_init(&message, PROTOCOL_MESSAGE_DOWNLOAD, 3);
+        protocol_download_body *body = &message.body.download;
+        body->server_version = 100 + count;
+        body->last_integrated_client_version = count;
+        body->query_version = 2;
+        body->last_in_batch = count % 2;
+        body->progress_estimate = (double)count / 20.0;
+        for (uint64_t index = 0; index < count; index++) {
+            char title[64];
+            snprintf(title, sizeof title, "title \"%llu\" \\ \u00e9\n",
+                     (unsigned long long)index);
+            changeset added = title_changeset(index + 1, title);
+            ck_assert_int_eq(protocol_download_add(body, 81 + index, &added), 0);
+        }
+        size_t checked_length, fast_length;
+        protocol_error error;
+        char *checked = protocol_serialize(&message, &checked_length, &error);
+        char *fast = protocol_serialize_download(&message, &fast_length, &error);
+        ck_assert_ptr_nonnull(checked);
+        ck_assert_ptr_nonnull(fast);
+        ck_assert_uint_eq(checked_length, fast_length);
+        ck_assert_str_eq(checked, fast);
+        free(checked);
+        free(fast);
+        protocol_message_clear(&message);
+    }
+    protocol_message ping;
+    protocol_message_init(&ping, PROTOCOL_MESSAGE_PING, 0);
+    size_t length;
+    protocol_error error;
+    char *frame = protocol_serialize_download(&ping, &length, &error);
+    ck_assert_str_eq(frame, "{\"type\":\"ping\",\"timestamp\":0}");
+    free(frame);
 }
 END_TEST
 
@@ -829,6 +874,7 @@ Suite *unit_suite(void)
     TCase *serialize_checks = tcase_create("serialize");
     tcase_add_test(serialize_checks, test_serialize_refuses_invalid_messages);
     tcase_add_test(serialize_checks, test_serialize_refuses_frames_over_the_limit);
+    tcase_add_test(serialize_checks, test_download_writer_matches_serialize);
     suite_add_tcase(suite, serialize_checks);
     return suite;
 }
