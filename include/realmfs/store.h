@@ -198,6 +198,7 @@ typedef struct store_sync_progress {
     uint64_t accepted_query_version;           /* the latest set the server accepted */
     uint64_t refused_query_version;            /* the latest set the server refused, or 0 */
     uint64_t outbox_changesets;                /* changesets waiting for an acknowledgement */
+    bool client_reset_pending;                 /* store_begin_client_reset, not completed yet */
     /* The server's message for refused_query_version; "" when
      * accepted_query_version is later (the error was fixed). */
     char query_error[512];
@@ -285,6 +286,11 @@ typedef struct store_download_change {
     json_t *id;
     bool existed;
     bool exists;
+    /* Only from the download that completes a client reset: the local
+     * text of a change the reset could not re-apply (the object then
+     * leaves the mount), for the caller to keep where the user finds it;
+     * NULL otherwise. */
+    char *lost_text;
 } store_download_change;
 
 /*
@@ -314,5 +320,35 @@ void store_free_download_changes(store_download_change *changes, size_t change_c
 /* Forget staged download messages: call when (re)binding, since the
  * server starts a cut batch again from last_server_version. */
 int store_discard_staged_downloads(store *store);
+
+/*
+ * Client reset (docs/sync.md, "Client reset"), for when the server cannot
+ * continue the file's history (client_reset_required, bad_file_identity).
+ *
+ * store_begin_client_reset, in one transaction: forgets the file identity,
+ * the mirror, the staged downloads, last_server_version, the acknowledged
+ * client version and the server's answers to the subscription set (so the
+ * set goes to the new file; a store that never had one gets the empty
+ * set, version 1), and sets the outbox aside: it stays, visible documents
+ * do not change, and local writes keep queuing, but store_scan_outbox
+ * gives -EAGAIN until the reset completes.  Calling it again before then
+ * starts over with the same set-aside outbox.
+ *
+ * The reset completes in store_apply_download, with the first
+ * last_in_batch download whose query_version reaches
+ * subscriptions_version (the bootstrap of the current set on the new
+ * file): its documents are the fresh mirror, and every object is shown as
+ * the fresh mirror plus the set-aside changes replayed on it, which are
+ * queued again as one new changeset per object (the diff from the fresh
+ * document; only what the user changed goes up, so newer values of other
+ * fields on the server stay).  A set-aside edit of an object the fresh
+ * mirror lacks (deleted on the server, or no longer selected), or a new
+ * object of a collection no subscription names, cannot be re-applied: the
+ * object leaves the mount and its change in *changes carries the local
+ * text in lost_text.  Changes the server had acknowledged before the
+ * reset are not sent again: the server's state after the reset is the
+ * one the mount follows.
+ */
+int store_begin_client_reset(store *store);
 
 #endif

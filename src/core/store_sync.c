@@ -42,6 +42,7 @@
 #define META_ACCEPTED_QUERY "sync.accepted_query_version"
 #define META_REFUSED_QUERY "sync.refused_query_version"
 #define META_QUERY_ERROR "sync.query_error"
+#define META_CLIENT_RESET "sync.client_reset"
 
 enum {
     SUBSCRIPTION_NAME_MAX = 255,
@@ -179,6 +180,21 @@ static int put_changeset_record(const store_call *call, MDB_dbi database, MDB_va
 /* ------------------------------------------------------------------ */
 /* Opening                                                             */
 
+/* The collection (a C string in collection) and the id (a new reference)
+ * of a stored object key, as the objects and mirror databases use. */
+static int decode_object_key(const store_call *call, const MDB_val *key,
+                             char collection[LMDB_COLLECTION_NAME_MAX + 1], json_t **id)
+{
+    *id = NULL;
+    const char *bytes = key->mv_data;
+    size_t name_size = strnlen(bytes, key->mv_size);
+    if (name_size == key->mv_size || name_size > LMDB_COLLECTION_NAME_MAX)
+        return lmdb_fail(&call->lmdb, -EIO, "corrupt object key");
+    memcpy(collection, bytes, name_size + 1);
+    return lmdb_object_key_decode_id(&call->lmdb, (const uint8_t *)bytes + name_size + 1,
+                                     key->mv_size - name_size - 1, id);
+}
+
 /* A store that becomes synced holds objects the server has never seen:
  * each is queued as created, as if it had just been written. */
 static int queue_existing_object(const store_call *call, MDB_cursor *cursor, const MDB_val *key,
@@ -186,17 +202,11 @@ static int queue_existing_object(const store_call *call, MDB_cursor *cursor, con
 {
     (void)cursor;
     (void)state;
-    const char *bytes = key->mv_data;
-    size_t name_size = strnlen(bytes, key->mv_size);
-    if (name_size == key->mv_size || name_size > LMDB_COLLECTION_NAME_MAX)
-        return lmdb_fail(&call->lmdb, -EIO, "corrupt object key");
     char collection[LMDB_COLLECTION_NAME_MAX + 1];
-    memcpy(collection, bytes, name_size + 1);
+    json_t *id;
+    int result = decode_object_key(call, key, collection, &id);
     store_call named = *call;
     named.lmdb.collection = collection;
-    json_t *id = NULL;
-    int result = lmdb_object_key_decode_id(&call->lmdb, (const uint8_t *)bytes + name_size + 1,
-                                           key->mv_size - name_size - 1, &id);
     store_object_change change = { .id = id };
     if (result == 0)
         result = store_object_record_text(&call->lmdb, value, &change.new_text, &change.new_size);
@@ -441,8 +451,12 @@ static int get_progress(const store_call *call, store_sync_progress *progress)
     int result = 0;
     for (size_t i = 0; i < sizeof numbers / sizeof numbers[0] && result == 0; i++)
         result = get_meta(call, numbers[i].name, numbers[i].value);
+    uint64_t resetting;
+    if (result == 0)
+        result = get_meta(call, META_CLIENT_RESET, &resetting);
     if (result != 0)
         return result;
+    progress->client_reset_pending = resetting != 0;
     MDB_stat outbox;
     int code = mdb_stat(call->lmdb.transaction, call->store->outbox, &outbox);
     if (code != 0)
@@ -578,11 +592,16 @@ static int scan_changeset(const store_call *call, MDB_cursor *cursor, changeset 
 
 static int scan_outbox(const store_call *call, uint64_t after, outbox_scan *scan)
 {
+    uint64_t resetting;
     int result = get_meta(call, META_FILE_IDENTITY, &scan->identity);
+    if (result == 0)
+        result = get_meta(call, META_CLIENT_RESET, &resetting);
     if (result != 0)
         return result;
     if (scan->identity == 0)
         return lmdb_fail(&call->lmdb, -EAGAIN, "the store has no file identity yet");
+    if (resetting)
+        return lmdb_fail(&call->lmdb, -EAGAIN, "a client reset waits for its bootstrap");
     result = for_each_outbox_changeset(call, after + 1, UINT64_MAX, scan_changeset, scan);
     return result != 0 ? result : (int)scan->visited;
 }
@@ -761,6 +780,7 @@ typedef struct touched_object {
     bool mirror_changed;
     json_t *visible;      /* mirror + pending outbox instructions */
     bool pending;         /* the outbox holds instructions for it */
+    char *lost_text;      /* a client reset could not re-apply its local change */
 } touched_object;
 
 typedef struct touched_set {
@@ -777,6 +797,7 @@ static void touched_set_clear(touched_set *set)
         json_decref(set->objects[i].id);
         json_decref(set->objects[i].mirror);
         json_decref(set->objects[i].visible);
+        free(set->objects[i].lost_text);
     }
     free(set->objects);
     json_decref(set->positions);
@@ -801,13 +822,12 @@ static int load_mirror(const store_call *call, touched_object *object)
     return result == -EINVAL ? lmdb_fail(&call->lmdb, -EIO, "damaged mirror document") : result;
 }
 
-/* The entry of the instruction's object, added (with its mirror document)
- * when new. */
-static int touch(const store_call *call, touched_set *set, const changeset_instruction *instruction,
-                 touched_object **out)
+/* The entry of an object, added (with its mirror document) when new. */
+static int touch_object(const store_call *call, touched_set *set, const char *collection,
+                        json_t *id, touched_object **out)
 {
     lmdb_object_key key;
-    int result = object_key(call, instruction->collection, instruction->id, &key);
+    int result = object_key(call, collection, id, &key);
     if (result != 0)
         return result;
     *out = touched_find(set, &key);
@@ -822,8 +842,8 @@ static int touch(const store_call *call, touched_set *set, const changeset_instr
         set->capacity = capacity;
     }
     touched_object *object = &set->objects[set->count];
-    *object = (touched_object){ .key = key, .id = json_incref(instruction->id) };
-    object->collection = strdup(instruction->collection);
+    *object = (touched_object){ .key = key, .id = json_incref(id) };
+    object->collection = strdup(collection);
     if (object->collection == NULL) {
         json_decref(object->id);
         return out_of_memory(call);
@@ -834,6 +854,13 @@ static int touch(const store_call *call, touched_set *set, const changeset_instr
         return out_of_memory(call);
     *out = object;
     return load_mirror(call, object);
+}
+
+/* The entry of the instruction's object. */
+static int touch(const store_call *call, touched_set *set, const changeset_instruction *instruction,
+                 touched_object **out)
+{
+    return touch_object(call, set, instruction->collection, instruction->id, out);
 }
 
 static int replay(const store_call *call, const changeset_instruction *instruction,
@@ -931,18 +958,25 @@ static int forget_held_delete(const store_call *call, const changeset *dropped)
     return delete_record(call, call->store->held_deletes, &held_key);
 }
 
+static int touch_changeset(const store_call *call, touched_set *set, const changeset *changes)
+{
+    for (size_t i = 0; i < changes->count; i++) {
+        touched_object *object;
+        int result = touch(call, set, &changes->instructions[i], &object);
+        if (result != 0)
+            return result;
+    }
+    return 0;
+}
+
 /* An acknowledged changeset leaves the outbox; its objects are shown
  * again as the mirror and what is still pending say. */
 static int drop_acknowledged(const store_call *call, MDB_cursor *cursor, changeset *queued,
                              int64_t held_since, void *state)
 {
-    touched_set *set = state;
-    for (size_t i = 0; i < queued->count; i++) {
-        touched_object *object;
-        int result = touch(call, set, &queued->instructions[i], &object);
-        if (result != 0)
-            return result;
-    }
+    int result = touch_changeset(call, state, queued);
+    if (result != 0)
+        return result;
     if (held_since >= 0) {
         int result = forget_held_delete(call, queued);
         if (result != 0)
@@ -1032,13 +1066,17 @@ static int show_object(const store_call *call, const touched_object *object, uin
     if (change->collection == NULL)
         return out_of_memory(call);
     change->id = json_incref(object->id);
+    if (object->lost_text != NULL && (change->lost_text = strdup(object->lost_text)) == NULL)
+        return out_of_memory(call);
     change->existed = current != NULL;
     change->exists = object->visible != NULL;
     list->count++;
     return 0;
 }
 
-static int show_touched_objects(const store_call *call, touched_set *set, change_list *list)
+/* visible := mirror + the pending instructions, for every object of the
+ * set. */
+static int compute_visible(const store_call *call, touched_set *set)
 {
     for (size_t i = 0; i < set->count; i++) {
         touched_object *object = &set->objects[i];
@@ -1048,15 +1086,18 @@ static int show_touched_objects(const store_call *call, touched_set *set, change
                 return out_of_memory(call);
         }
     }
-    int result = for_each_outbox_changeset(call, 1, UINT64_MAX, replay_pending, set);
-    if (result != 0)
-        return result;
+    return for_each_outbox_changeset(call, 1, UINT64_MAX, replay_pending, set);
+}
+
+/* Writes the changed mirror documents and the visible texts of the set. */
+static int show_objects(const store_call *call, touched_set *set, change_list *list)
+{
     list->changes = calloc(set->count ? set->count : 1, sizeof *list->changes);
     if (list->changes == NULL)
         return out_of_memory(call);
     uint64_t version;
     int64_t now;
-    result = store_take_next_version(call, &version);
+    int result = store_take_next_version(call, &version);
     if (result == 0)
         result = store_current_time_ns(call, &now);
     for (size_t i = 0; i < set->count && result == 0; i++) {
@@ -1068,6 +1109,12 @@ static int show_touched_objects(const store_call *call, touched_set *set, change
     return result;
 }
 
+static int show_touched_objects(const store_call *call, touched_set *set, change_list *list)
+{
+    int result = compute_visible(call, set);
+    return result == 0 ? show_objects(call, set, list) : result;
+}
+
 static int record_download_progress(const store_call *call, const protocol_download_body *download)
 {
     int result = put_meta(call, META_LAST_SERVER_VERSION, download->server_version);
@@ -1075,6 +1122,189 @@ static int record_download_progress(const store_call *call, const protocol_downl
         result = raise_meta(call, META_ACKNOWLEDGED, download->last_integrated_client_version);
     if (result == 0 && download->query_version > 0)
         result = set_query_result(call, download->query_version, true, NULL);
+    return result;
+}
+
+/* ------------------------------------------------------------------ */
+/* Client reset                                                        */
+
+/*
+ * Between store_begin_client_reset and the bootstrap that completes it,
+ * the outbox is "set aside": kept, and replayed on the new mirror as
+ * usual, but not uploaded; the new file's server history knows none of
+ * it.  The reset completes with the first bootstrap (a last_in_batch
+ * download) of the subscription set as it stands: the outbox then turns
+ * into new changesets against the fresh documents, or into losses.
+ */
+static int begin_client_reset(const store_call *call)
+{
+    const char *forgotten[] = {
+        META_FILE_IDENTITY, META_LAST_SERVER_VERSION, META_ACKNOWLEDGED,
+        META_ACCEPTED_QUERY, META_REFUSED_QUERY,
+    };
+    int result = 0;
+    for (size_t i = 0; i < sizeof forgotten / sizeof forgotten[0] && result == 0; i++)
+        result = put_meta(call, forgotten[i], 0);
+    MDB_val query_error = lmdb_text_value(META_QUERY_ERROR);
+    if (result == 0)
+        result = delete_record(call, call->store->meta, &query_error);
+    int code = result == 0 ? mdb_drop(call->lmdb.transaction, call->store->mirror, 0) : 0;
+    if (code != 0)
+        result = lmdb_fail_mdb(&call->lmdb, code, "mdb_drop");
+    if (result == 0)
+        result = discard_staged(call);
+    /* With no subscription ever written, the new file gets the empty set:
+     * its (empty) bootstrap is what completes the reset. */
+    uint64_t subscriptions_version;
+    if (result == 0)
+        result = get_meta(call, META_SUBSCRIPTIONS_VERSION, &subscriptions_version);
+    if (result == 0 && subscriptions_version == 0)
+        result = bump_subscriptions_version(call, NULL);
+    if (result == 0)
+        result = put_meta(call, META_CLIENT_RESET, 1);
+    return result;
+}
+
+/* Whether this download completes a pending client reset. */
+static int completes_client_reset(const store_call *call, const protocol_download_body *download,
+                                  bool *completes)
+{
+    uint64_t resetting, subscriptions_version;
+    int result = get_meta(call, META_CLIENT_RESET, &resetting);
+    if (result == 0)
+        result = get_meta(call, META_SUBSCRIPTIONS_VERSION, &subscriptions_version);
+    *completes = result == 0 && resetting && download->last_in_batch &&
+                 download->query_version >= subscriptions_version;
+    return result;
+}
+
+/* A visible object or a mirror document joins the set. */
+static int touch_stored_object(const store_call *call, MDB_cursor *cursor, const MDB_val *key,
+                               const MDB_val *value, void *state)
+{
+    (void)cursor;
+    (void)value;
+    char collection[LMDB_COLLECTION_NAME_MAX + 1];
+    json_t *id;
+    touched_object *object;
+    int result = decode_object_key(call, key, collection, &id);
+    if (result == 0)
+        result = touch_object(call, state, collection, id, &object);
+    json_decref(id);
+    return result;
+}
+
+static int touch_set_aside(const store_call *call, MDB_cursor *cursor, changeset *queued,
+                           int64_t held_since, void *state)
+{
+    (void)cursor;
+    (void)held_since;
+    return touch_changeset(call, state, queued);
+}
+
+/* 1 when some subscription names the collection, else 0. */
+static int collection_subscribed(const store_call *call, const char *collection)
+{
+    MDB_cursor *cursor;
+    int code = mdb_cursor_open(call->lmdb.transaction, call->store->subscriptions, &cursor);
+    if (code != 0)
+        return lmdb_fail_mdb(&call->lmdb, code, "mdb_cursor_open");
+    size_t prefix_size = strlen(collection) + 1;
+    MDB_val key = { .mv_size = prefix_size, .mv_data = (void *)collection }, value;
+    code = mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE);
+    bool found = code == 0 && key.mv_size > prefix_size &&
+                 memcmp(key.mv_data, collection, prefix_size) == 0;
+    int result = lmdb_cursor_finish(&call->lmdb, cursor, 0, code == MDB_NOTFOUND ? 0 : code,
+                                    "mdb_cursor_get");
+    return result != 0 ? result : found;
+}
+
+/*
+ * What becomes of an object's set-aside changes: object->visible holds
+ * them replayed on the fresh document (object->mirror).  They go up again
+ * as the diff between the two; but an edit of an object the server does
+ * not show (it was deleted, or the subscriptions no longer select it) has
+ * nothing to apply to, and a new object in a collection no subscription
+ * names would never come back to the mount: those are lost, with the
+ * local text kept in lost_text for the caller to report.
+ */
+static int recover_object(const store_call *call, touched_object *object, int64_t now)
+{
+    if (object->mirror == NULL) {
+        int subscribed = object->visible != NULL
+                             ? collection_subscribed(call, object->collection) : 0;
+        if (subscribed < 0)
+            return subscribed;
+        if (!subscribed) {
+            const char *current;
+            size_t size;
+            int result = store_find_object_text(call, &object->key, &current, &size);
+            if (result != 0)
+                return result;
+            if (object->visible != NULL)
+                object->lost_text = ejson_format_pretty(object->visible, NULL);
+            else if (current != NULL)
+                object->lost_text = strndup(current, size);
+            if ((object->visible != NULL || current != NULL) && object->lost_text == NULL)
+                return out_of_memory(call);
+            json_decref(object->visible);
+            object->visible = NULL;
+            object->pending = false; /* nothing of it waits any more: it leaves */
+            return 0;
+        }
+    }
+    changeset recovered = { 0 };
+    char message[256];
+    int result = changeset_diff(object->collection, object->id, object->mirror, object->visible,
+                                &recovered, message, sizeof message);
+    if (result != 0)
+        result = lmdb_fail(&call->lmdb, result, "cannot re-apply a local change: %s", message);
+    if (result == 0 && recovered.count > 0)
+        result = append_to_outbox(call, &recovered, now, NULL, NULL);
+    changeset_clear(&recovered);
+    return result;
+}
+
+/*
+ * Completes a client reset, after the download's changesets went into
+ * the mirror (download_set): every object visible, in the mirror or named
+ * by the set-aside outbox is shown anew as the fresh mirror plus what
+ * could be re-applied of the set-aside changes.
+ */
+static int complete_client_reset(const store_call *call, touched_set *download_set,
+                                 change_list *list)
+{
+    int result = 0;
+    for (size_t i = 0; i < download_set->count && result == 0; i++)
+        if (download_set->objects[i].mirror_changed)
+            result = write_mirror(call, &download_set->objects[i]);
+    touched_set set = { .positions = json_object() };
+    if (set.positions == NULL)
+        result = out_of_memory(call);
+    if (result == 0)
+        result = walk_records(call, call->store->objects, NULL, touch_stored_object, &set);
+    if (result == 0)
+        result = walk_records(call, call->store->mirror, NULL, touch_stored_object, &set);
+    if (result == 0)
+        result = for_each_outbox_changeset(call, 1, UINT64_MAX, touch_set_aside, &set);
+    if (result == 0)
+        result = compute_visible(call, &set);
+    int code = result == 0 ? mdb_drop(call->lmdb.transaction, call->store->outbox, 0) : 0;
+    if (code == 0 && result == 0)
+        code = mdb_drop(call->lmdb.transaction, call->store->held_deletes, 0);
+    if (code != 0)
+        result = lmdb_fail_mdb(&call->lmdb, code, "mdb_drop");
+    int64_t now;
+    if (result == 0)
+        result = now_ms(call, &now);
+    for (size_t i = 0; i < set.count && result == 0; i++)
+        if (set.objects[i].pending)
+            result = recover_object(call, &set.objects[i], now);
+    if (result == 0)
+        result = show_objects(call, &set, list);
+    if (result == 0)
+        result = put_meta(call, META_CLIENT_RESET, 0);
+    touched_set_clear(&set);
     return result;
 }
 
@@ -1106,8 +1336,12 @@ static int apply_download(const store_call *call, const protocol_download_body *
     if (result == 0)
         result = for_each_outbox_changeset(call, 1, download->last_integrated_client_version,
                                            drop_acknowledged, &set);
+    bool completes_reset = false;
     if (result == 0)
-        result = show_touched_objects(call, &set, list);
+        result = completes_client_reset(call, download, &completes_reset);
+    if (result == 0)
+        result = completes_reset ? complete_client_reset(call, &set, list)
+                                 : show_touched_objects(call, &set, list);
     if (result == 0)
         result = record_download_progress(call, download);
     touched_set_clear(&set);
@@ -1255,6 +1489,7 @@ void store_free_download_changes(store_download_change *changes, size_t change_c
 {
     for (size_t i = 0; i < change_count; i++) {
         free(changes[i].collection);
+        free(changes[i].lost_text);
         json_decref(changes[i].id);
     }
     free(changes);
@@ -1267,4 +1502,13 @@ int store_discard_staged_downloads(store *store)
     if (result != 0)
         return result;
     return store_call_finish(&call, discard_staged(&call));
+}
+
+int store_begin_client_reset(store *store)
+{
+    store_call call = store_call_new(store, "begin client reset", NULL);
+    int result = begin_sync_call(&call, STORE_WRITE, STORE_WHOLE);
+    if (result != 0)
+        return result;
+    return store_call_finish(&call, begin_client_reset(&call));
 }

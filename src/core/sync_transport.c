@@ -402,9 +402,14 @@ void sync_transport_close(sync_transport_connection *connection)
     lws_callback_on_writable(connection->wsi);
 }
 
+/* A timer that is already due when lws_service starts runs before its
+ * poll, which would then sleep until some later timer: waking the loop
+ * makes that poll return at once.  (options.woken then runs too, which is
+ * harmless: a wake only asks the owner to look again.) */
 static void service_deadline_reached(lws_sorted_usec_list_t *deadline)
 {
-    (void)deadline; /* being due is what ends lws_service's wait */
+    sync_transport *transport = lws_container_of(deadline, sync_transport, service_deadline);
+    lws_cancel_service(transport->context);
 }
 
 /* libwebsockets 4 ignores lws_service's timeout: it waits until the next

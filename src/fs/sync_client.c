@@ -97,6 +97,7 @@ struct sync_client {
     sync_transport_connection *connection;
     bool bound;                  /* bind sent, and the file has an identity */
     bool gave_up;                /* the server said a person must act */
+    bool resetting;              /* a client reset waits for its bootstrap */
     bool query_needs_new_version; /* the set was unanswered when we bound */
     uint64_t sent_query_version; /* on this connection; 0: none */
     uint64_t sent_mark;          /* on this connection */
@@ -402,6 +403,24 @@ static void object_path(const char *collection, const json_t *id, char *path, si
     snprintf(path, size, "%s/%s", collection, name);
 }
 
+/* The members of an error record that name an object and keep what the
+ * user had in it (content: NULL when none, or too large to log).  NULL
+ * when out of memory. */
+static json_t *object_record(const char *collection, const json_t *id, const char *content)
+{
+    json_t *record = json_object();
+    char *id_text = ejson_format_line(id, NULL);
+    if (record) {
+        json_object_set_new(record, "collection", json_string(collection));
+        if (id_text)
+            json_object_set_new(record, "_id", json_string(id_text));
+        if (content && strlen(content) <= SYNC_LOGGED_CONTENT_LIMIT)
+            json_object_set_new(record, "content", json_string(content));
+    }
+    free(id_text);
+    return record;
+}
+
 /* A write the server refused: the object goes back to the server's
  * version with the download that follows; keep what the user had. */
 static void log_compensating_write(sync_client *client, const protocol_error_body *error)
@@ -413,29 +432,75 @@ static void log_compensating_write(sync_client *client, const protocol_error_bod
     }
     char path[PATH_MAX];
     object_path(write->collection, write->id, path, sizeof path);
-    json_t *extra = json_object();
     char *content = NULL;
-    store_object_info info;
-    if (extra && store_get_object(client->store, write->collection, write->id, &content,
-                                  &info) == 0 && info.size <= SYNC_LOGGED_CONTENT_LIMIT)
-        json_object_set_new(extra, "content", json_stringn(content, info.size));
+    if (store_get_object(client->store, write->collection, write->id, &content, NULL) != 0)
+        content = NULL;
+    json_t *extra = object_record(write->collection, write->id, content);
     free(content);
-    char *id_text = ejson_format_line(write->id, NULL);
     char *server_text = write->server_document ? ejson_format_line(write->server_document, NULL) : NULL;
-    if (extra) {
-        json_object_set_new(extra, "collection", json_string(write->collection));
-        if (id_text)
-            json_object_set_new(extra, "_id", json_string(id_text));
+    if (extra)
         json_object_set_new(extra, "server_document",
                             server_text ? json_string(server_text) : json_null());
-    }
     char reason[600];
     snprintf(reason, sizeof reason, "the server refused the write and restores its version: %s",
              write->reason);
     log_problem(client, path, EPERM, reason, extra);
-    free(id_text);
     free(server_text);
     json_decref(extra);
+}
+
+/*
+ * The server cannot continue the file's history (restored from a backup,
+ * history trimmed, file unknown): start over as a new file, keeping the
+ * local changes to re-apply on the fresh copy (store_begin_client_reset).
+ * The caller drops the session; the next connection binds the new file
+ * at once.
+ */
+static void begin_client_reset(sync_client *client, const char *reason)
+{
+    store_sync_progress progress;
+    char text[SYNC_STATUS_TEXT_MAX + 200];
+    if (store_begin_client_reset(client->store) != 0 ||
+        store_get_sync_progress(client->store, &progress) != 0) {
+        snprintf(text, sizeof text, "%s; the client reset failed: %s", reason,
+                 store_last_error());
+        give_up(client, text);
+        return;
+    }
+    client->resetting = true;
+    client->backoff_ms = SYNC_BACKOFF_FIRST_MS;
+    snprintf(text, sizeof text, "%s; client reset: the mount downloads a fresh copy, then "
+             "re-applies the %llu local changes waiting to go up", reason,
+             (unsigned long long)progress.outbox_changesets);
+    log_problem(client, "", ESTALE, text, NULL);
+}
+
+/* What the download that completed a client reset could not re-apply
+ * goes to the error log with its content; then a summary. */
+static void log_client_reset_outcome(sync_client *client, const store_download_change *changes,
+                                     size_t count)
+{
+    size_t lost = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (!changes[i].lost_text)
+            continue;
+        char path[PATH_MAX];
+        object_path(changes[i].collection, changes[i].id, path, sizeof path);
+        json_t *extra = object_record(changes[i].collection, changes[i].id,
+                                      changes[i].lost_text);
+        log_problem(client, path, ESTALE, "client reset: this local change could not be "
+                    "re-applied (the server no longer has the object, or no subscription "
+                    "selects it); its content is kept here", extra);
+        json_decref(extra);
+        lost++;
+    }
+    store_sync_progress progress;
+    if (store_get_sync_progress(client->store, &progress) != 0)
+        return;
+    char text[200];
+    snprintf(text, sizeof text, "client reset completed: %llu local changes re-applied, %zu "
+             "could not be", (unsigned long long)progress.outbox_changesets, lost);
+    log_problem(client, "", ESTALE, text, NULL);
 }
 
 /* Drop the connection; the closed handler plans the next attempt. */
@@ -460,10 +525,7 @@ static void handle_error(sync_client *client, const protocol_message *message)
     }
     client->server_backoff_seconds = error->backoff_seconds;
     if (error->action == PROTOCOL_ACTION_CLIENT_RESET) {
-        char text[sizeof reason + 120];
-        snprintf(text, sizeof text, "%s; this version of realmfs cannot reset a client file: "
-                 "unmount, move the data directory away and mount again", reason);
-        give_up(client, text);
+        begin_client_reset(client, reason);
     } else if (!error->try_again) {
         give_up(client, reason);
     } else {
@@ -499,6 +561,14 @@ static void handle_download(sync_client *client, const protocol_download_body *d
     }
     if (count && client->changed)
         client->changed(changes, count, client->changed_context);
+    if (client->resetting && download->last_in_batch) {
+        store_sync_progress progress;
+        if (store_get_sync_progress(client->store, &progress) == 0 &&
+            !progress.client_reset_pending) {
+            client->resetting = false;
+            log_client_reset_outcome(client, changes, count);
+        }
+    }
     store_free_download_changes(changes, count);
     /* a working session: the next loss starts backing off afresh */
     client->backoff_ms = SYNC_BACKOFF_FIRST_MS;
@@ -593,6 +663,7 @@ static void on_connected(sync_transport_connection *connection, void *context)
         return;
     }
     client->uploaded_through = progress.last_acknowledged_client_version;
+    client->resetting = progress.client_reset_pending;
     client->in_flight_count = client->in_flight_bytes = client->in_flight_changesets = 0;
     client->sent_query_version = 0;
     client->query_needs_new_version =
@@ -709,7 +780,12 @@ static int service_timeout_ms(const sync_client *client, int64_t now)
     int64_t due = now + SYNC_IDLE_SERVICE_MS;
     if (!client->connection && !client->gave_up && client->retry_at_ms < due)
         due = client->retry_at_ms;
-    if (client->bound && client->last_ping_ms + PROTOCOL_PING_INTERVAL_SECONDS * 1000 < due)
+    /* The other timers serve a bound session (send_due_messages sets
+     * them); once it is lost they are stale, and a due time in the past
+     * would make the loop spin instead of waiting for the retry. */
+    if (!client->bound)
+        return due <= now ? 0 : (int)(due - now);
+    if (client->last_ping_ms + PROTOCOL_PING_INTERVAL_SECONDS * 1000 < due)
         due = client->last_ping_ms + PROTOCOL_PING_INTERVAL_SECONDS * 1000;
     if (client->held_delete_recheck_ms && client->held_delete_recheck_ms < due)
         due = client->held_delete_recheck_ms;

@@ -44,10 +44,11 @@ start_server() {
   fi
 }
 
+# stop_server [SIGNAL]: stops the server (TERM: it shuts down in order).
 stop_server() {
   local pid
   pid=$(cat "$SERVER_PID_FILE")
-  kill "$pid"
+  kill -"${1:-TERM}" "$pid"
   wait_until 10 bash -c "! kill -0 $pid 2>/dev/null"
 }
 on_cleanup 'kill "$(cat "$SERVER_PID_FILE")" 2>/dev/null'
@@ -66,6 +67,8 @@ BOB_ID=$("$REALMFS_SERVER" user add --data "$SERVER_DATA" bob@example.com \
   --password-file "$TEST_ROOT/alice.password") || bail_out "cannot add bob"
 "$REALMFS_SERVER" apikey add --data "$SERVER_DATA" bob-key --user "$BOB_ID" \
   >"$TEST_ROOT/bob.key" || bail_out "cannot add an API key"
+"$REALMFS_SERVER" user add --data "$SERVER_DATA" carol@example.com \
+  --password-file "$TEST_ROOT/alice.password" >/dev/null || bail_out "cannot add carol"
 start_server || bail_out "the server did not start: $(cat "$SERVER_LOG")"
 
 # mount_alice NAME / mount_bob NAME: synced mounts as each user.
@@ -76,6 +79,40 @@ mount_alice() {
 mount_bob() {
   mount_realm "$1" --server "$(server_url)" --app "$APP_ID" \
     --api-key-file "$TEST_ROOT/bob.key"
+}
+mount_carol() {
+  mount_realm "$1" --server "$(server_url)" --app "$APP_ID" \
+    --user carol@example.com --password-file "$TEST_ROOT/alice.password"
+}
+
+# paused MOUNT COMMAND...: runs COMMAND while MOUNT's daemon is stopped, so
+# that its sync thread sends nothing meanwhile (COMMAND must not touch
+# MOUNT's files, which would hang).
+paused() {
+  local pid status=0
+  pid=$(daemon_pid "$1"); shift
+  kill -STOP "$pid"
+  "$@" || status=$?
+  kill -CONT "$pid"
+  return "$status"
+}
+
+# both_show ID JSON: the object reads as JSON on mounts A and B.
+both_show() {
+  local expected mount
+  expected=$(canonical "$2")
+  for mount in "$A" "$B"; do
+    wait_until 20 bash -c "[[ \$(cat '$mount/Item/$1.json' 2>/dev/null) == '$expected' ]]" ||
+      assert_object "$mount/Item/$1.json" "$2" || return 1
+  done
+}
+
+# gone_from MOUNT... ID: the object leaves every mount named.
+gone_from() {
+  local id=${*: -1} mount
+  for mount in "${@:1:$#-1}"; do
+    wait_until 20 bash -c "! test -e '$mount/Item/$id.json'" || return 1
+  done
 }
 
 # subscribe MOUNT NAME PREDICATE: the mount's subscription NAME on Item.
@@ -236,6 +273,140 @@ ok "a delete reaches the other mount" delete_reaches_the_other_mount
 ok "offline edits of different fields on both mounts converge" offline_edits_converge
 ok "unmount keeps pending changes for the next mount" unmount_keeps_what_could_not_go_up
 ok "a subscription change removes and adds files" subscription_change_removes_and_adds_files
+
+# ---- conflicts, failures, three mounts, client reset ---------------------------
+
+# start_server_and_wait MOUNT: the server is back and MOUNT's uploads are in.
+start_server_and_wait() {
+  start_server && "$REALMFS" wait --timeout 20 "$1"
+}
+
+# The later write of a field wins everywhere, whichever reaches the server
+# first: A's earlier write goes up last, while B's has been integrated.
+concurrent_edits_of_one_field_converge() {
+  local id=6650f0c2e4b0a1b2c3d4e505
+  item $id alice "shared" false >"$A/Item/$id.json"
+  wait_until 10 test -e "$B/Item/$id.json"
+  stop_server
+  sed -i 's/"shared"/"from alice"/' "$A/Item/$id.json"
+  sleep 0.05
+  sed -i 's/"shared"/"from bob"/' "$B/Item/$id.json"
+  paused "$A" start_server_and_wait "$B"
+  both_show $id "$(item $id alice "from bob" false)"
+}
+
+# A delete wins over an edit that did not see it, even a later one that
+# reaches the server after the delete.
+delete_wins_over_a_concurrent_edit() {
+  local id=6650f0c2e4b0a1b2c3d4e506
+  item $id alice "to delete" false >"$A/Item/$id.json"
+  wait_until 10 test -e "$B/Item/$id.json"
+  stop_server
+  rm "$A/Item/$id.json"
+  sleep 0.05
+  sed -i 's/to delete/edited later/' "$B/Item/$id.json"
+  start_server
+  gone_from "$A" "$B" $id
+  "$REALMFS" wait --timeout 20 "$B"
+  gone_from "$A" "$B" $id
+}
+
+# Many creates go up while the server is killed and restarted: every one
+# arrives, once, with its content.
+server_killed_mid_upload_loses_nothing() {
+  local count=300 listed
+  (for ((i = 0; i < count; i++)); do
+    item "$(printf '6650f0c2e4b0a1b2c3d5%04x' $i)" alice "bulk $i" false \
+      >"$A/Item/$(printf '6650f0c2e4b0a1b2c3d5%04x' $i).json"
+  done) &
+  local writer=$!
+  wait_until 20 bash -c "(( \$(ls '$A/Item' | grep -c '^6650f0c2e4b0a1b2c3d5') >= 100 ))"
+  stop_server KILL
+  start_server
+  wait "$writer"
+  "$REALMFS" wait --timeout 60 "$A"
+  "$REALMFS" wait --timeout 60 "$B"
+  listed=$(ls "$B/Item" | grep -c '^6650f0c2e4b0a1b2c3d5')
+  assert_equal $count "$listed" "bulk objects on the other mount"
+  assert_object "$B/Item/6650f0c2e4b0a1b2c3d50000.json" \
+    "$(item 6650f0c2e4b0a1b2c3d50000 alice "bulk 0" false)"
+  assert_object "$B/Item/6650f0c2e4b0a1b2c3d5012b.json" \
+    "$(item 6650f0c2e4b0a1b2c3d5012b alice "bulk 299" false)"
+  assert_equal 0 "$(jq -er .sync.pending_uploads "$A/.realmfs/status")" "pending uploads"
+  for ((i = 0; i < count; i++)); do rm "$A/Item/$(printf '6650f0c2e4b0a1b2c3d5%04x' $i).json"; done
+  "$REALMFS" wait --timeout 60 "$A"
+}
+
+# A refused set (summary is not queryable) leaves the accepted one in
+# effect: its objects stay, and changes to them still arrive.
+query_error_keeps_the_old_subscription_in_effect() {
+  local id=6650f0c2e4b0a1b2c3d4e507
+  subscribe "$A" refused 'summary == "x"'
+  wait_until 10 bash -c "[[ \$(jq -r .sync.query_state '$A/.realmfs/status') == error ]]"
+  test -e "$A/Item/$ID1.json"
+  item $id alice "while refused" false >"$B/Item/$id.json"
+  wait_until 10 test -e "$A/Item/$id.json"
+  rm "$A/.realmfs/subscriptions/Item/refused"
+  "$REALMFS" wait --timeout 20 "$A"
+}
+
+# Carol sees her own and alice's items; alice only hers; bob everything.
+three_mounts_with_overlapping_subscriptions() {
+  local C carols=6650f0c2e4b0a1b2c3d4e508 alices=6650f0c2e4b0a1b2c3d4e509
+  C=$(mount_carol carol) || return 1
+  subscribe "$C" mine 'owner_id == "carol" OR owner_id == "alice"'
+  "$REALMFS" wait --timeout 20 "$C"
+  test -e "$C/Item/$ID1.json"
+  assert_equal 0 "$(grep -l '"bob"' "$C"/Item/*.json | wc -l)" "bob's items on carol's mount"
+  item $carols carol "carol's" false >"$C/Item/$carols.json"
+  item $alices alice "from carol" false >"$C/Item/$alices.json"
+  wait_until 10 test -e "$B/Item/$carols.json"
+  wait_until 10 test -e "$A/Item/$alices.json"
+  wait_until 10 test -e "$B/Item/$alices.json"
+  sed -i 's/from carol/edited by bob/' "$B/Item/$alices.json"
+  wait_until 10 grep -q "edited by bob" "$A/Item/$alices.json"
+  wait_until 10 grep -q "edited by bob" "$C/Item/$alices.json"
+  "$REALMFS" wait --timeout 20 "$A"
+  assert_no_file "$A/Item/$carols.json"
+  unmount_realm "$C"
+}
+
+# The server restored from a backup is behind its clients: they must reset
+# (client_reset_required).  A's edit the server never received survives;
+# what the restore lost goes everywhere, and syncing carries on.
+restored_backup_resets_the_clients() {
+  local late=6650f0c2e4b0a1b2c3d4e50a
+  stop_server
+  rm -rf "$TEST_ROOT/server.backup"
+  cp -a "$SERVER_DATA" "$TEST_ROOT/server.backup"
+  start_server
+  item $late alice "after the backup" false >"$A/Item/$late.json"
+  wait_until 10 test -e "$B/Item/$late.json"
+  "$REALMFS" wait --timeout 20 "$A"
+  stop_server
+  sed -i 's/"summary": "[^"]*"/"summary": "kept through the reset"/' "$A/Item/$ID1.json"
+  rm -rf "$SERVER_DATA"
+  cp -a "$TEST_ROOT/server.backup" "$SERVER_DATA"
+  start_server
+  wait_until 30 grep -q "kept through the reset" "$B/Item/$ID1.json"
+  gone_from "$A" "$B" $late
+  "$REALMFS" wait --timeout 20 "$A"
+  "$REALMFS" wait --timeout 20 "$B"
+  grep -q "client_reset_required" "$A/.realmfs/errors"
+  grep -q "client reset completed: 1 local changes re-applied, 0 could not be" \
+    "$A/.realmfs/errors"
+  assert_equal connected "$(jq -er .sync.state "$A/.realmfs/status")" "A's connection"
+  assert_equal connected "$(jq -er .sync.state "$B/.realmfs/status")" "B's connection"
+  sed -i 's/kept through the reset/after the reset/' "$B/Item/$ID1.json"
+  wait_until 10 grep -q "after the reset" "$A/Item/$ID1.json"
+}
+
+ok "concurrent edits of one field converge on the later one" concurrent_edits_of_one_field_converge
+ok "a delete wins over a concurrent edit" delete_wins_over_a_concurrent_edit
+ok "a server killed mid-upload loses nothing" server_killed_mid_upload_loses_nothing
+ok "a refused query leaves the old subscription in effect" query_error_keeps_the_old_subscription_in_effect
+ok "three mounts with overlapping subscriptions" three_mounts_with_overlapping_subscriptions
+ok "a server restored from a backup resets the clients, keeping unsynced edits" restored_backup_resets_the_clients
 
 unmount_realm "$A"
 unmount_realm "$B"

@@ -615,6 +615,199 @@ START_TEST(test_staged_batch_is_invisible_until_its_last_message)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* Client reset                                                        */
+
+/* The change a download reported for Task id, or NULL. */
+static const store_download_change *change_of(const store_download_change *changes, size_t count,
+                                              json_int_t id)
+{
+    for (size_t i = 0; i < count; i++)
+        if (strcmp(changes[i].collection, "Task") == 0 &&
+            json_integer_value(changes[i].id) == id)
+            return &changes[i];
+    return NULL;
+}
+
+/* One new changeset per object, in no order the contract promises. */
+static void assert_outbox_holds(json_t *changesets, const char *expected)
+{
+    bool found = false;
+    for (size_t i = 0; i < json_array_size(changesets) && !found; i++) {
+        char *text = instructions_of(changesets, i);
+        found = strcmp(text, expected) == 0;
+        free(text);
+    }
+    ck_assert_msg(found, "no changeset in the outbox is %s", expected);
+}
+
+/* The bootstrap of query version 1 at server_version: Task 1 {a: "one",
+ * b}, Task 2 {a: "two"} and, with_three, Task 3 {a: "three"}. */
+static protocol_download_body bootstrap_of_tasks(uint64_t server_version, const char *b,
+                                                 bool with_three)
+{
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"origin\": 0, \"client_version\": 0, \"timestamp\": 1, \"instructions\": ["
+             "{\"op\": \"create\", \"collection\": \"Task\", \"id\": 1},"
+             "{\"op\": \"set\", \"collection\": \"Task\", \"id\": 1, \"path\": \"a\", \"value\": \"one\"},"
+             "{\"op\": \"set\", \"collection\": \"Task\", \"id\": 1, \"path\": \"b\", \"value\": \"%s\"},"
+             "{\"op\": \"create\", \"collection\": \"Task\", \"id\": 2},"
+             "{\"op\": \"set\", \"collection\": \"Task\", \"id\": 2, \"path\": \"a\", \"value\": \"two\"}%s]}",
+             b, with_three ? ","
+             "{\"op\": \"create\", \"collection\": \"Task\", \"id\": 3},"
+             "{\"op\": \"set\", \"collection\": \"Task\", \"id\": 3, \"path\": \"a\", \"value\": \"three\"}"
+                           : "");
+    protocol_download_body download = steady_download(server_version, 0);
+    download.query_version = 1;
+    add_download_changeset(&download, server_version, json);
+    return download;
+}
+
+/* A store with identity 1 that shows Task 1, 2 and 3 from the server,
+ * subscribed to all Tasks (query version 1, accepted). */
+static void synced_with_three_tasks(void)
+{
+    ck_assert_int_eq(store_set_file_identity(test_store, 1), 0);
+    ck_assert_int_eq(store_put_subscription(test_store, "Task", "all", "TRUEPREDICATE"), 0);
+    protocol_download_body download = bootstrap_of_tasks(3, "old", true);
+    ck_assert_uint_eq(apply(&download), 3);
+    ck_assert_uint_eq(progress().accepted_query_version, 1);
+}
+
+START_TEST(test_client_reset_forgets_the_file_and_sets_the_outbox_aside)
+{
+    synced_with_three_tasks();
+    put_document("{\"_id\": 1, \"a\": \"local\", \"b\": \"old\"}");
+    ck_assert_int_eq(store_begin_client_reset(test_store), 0);
+    store_sync_progress current = progress();
+    ck_assert(current.client_reset_pending);
+    ck_assert_uint_eq(current.file_identity, 0);
+    ck_assert_uint_eq(current.last_server_version, 0);
+    ck_assert_uint_eq(current.last_acknowledged_client_version, 0);
+    ck_assert_uint_eq(current.accepted_query_version, 0);
+    ck_assert_uint_eq(current.subscriptions_version, 1);
+    ck_assert_uint_eq(current.outbox_changesets, 1);
+    assert_visible(1, "{\"_id\": 1, \"a\": \"local\", \"b\": \"old\"}");
+    assert_visible(2, "{\"_id\": 2, \"a\": \"two\"}");
+
+    /* the new file: nothing goes up until the bootstrap of the set */
+    ck_assert_int_eq(store_set_file_identity(test_store, 2), 0);
+    ck_assert_int_eq(store_scan_outbox(test_store, 0, 0, wall_clock_ms(), collect_changeset,
+                                       NULL), -EAGAIN);
+    protocol_download_body download = steady_download(1, 0);
+    apply(&download);
+    ck_assert(progress().client_reset_pending);
+
+    /* a second reset before the first completed keeps what was set aside */
+    ck_assert_int_eq(store_begin_client_reset(test_store), 0);
+    ck_assert_uint_eq(progress().outbox_changesets, 1);
+    reopen(true);
+    ck_assert(progress().client_reset_pending);
+}
+END_TEST
+
+START_TEST(test_client_reset_reapplies_local_changes_on_the_fresh_documents)
+{
+    synced_with_three_tasks();
+    put_document("{\"_id\": 1, \"a\": \"local\", \"b\": \"old\"}");
+    put_document("{\"_id\": 3, \"a\": \"three, edited\"}");
+    put_document("{\"_id\": 4, \"a\": \"new\"}");
+    json_t *two = json_integer(2);
+    ck_assert_int_eq(store_delete_object(test_store, "Task", two), 0);
+    json_decref(two);
+    ck_assert_int_eq(store_begin_client_reset(test_store), 0);
+    ck_assert_int_eq(store_set_file_identity(test_store, 2), 0);
+    /* written during the reset: set aside with the rest */
+    put_document("{\"_id\": 4, \"a\": \"new\", \"c\": true}");
+
+    /* the fresh bootstrap: b changed on the server, 3 is gone */
+    protocol_download_body download = bootstrap_of_tasks(7, "newer", false);
+    store_download_change *changes;
+    size_t count;
+    ck_assert_msg(store_apply_download(test_store, &download, &changes, &count) == 0, "%s",
+                  store_last_error());
+    const store_download_change *lost = change_of(changes, count, 3);
+    ck_assert_ptr_nonnull(lost);
+    ck_assert(lost->existed && !lost->exists);
+    ck_assert_ptr_nonnull(strstr(lost->lost_text, "three, edited"));
+    const store_download_change *updated = change_of(changes, count, 1);
+    ck_assert_ptr_nonnull(updated);
+    ck_assert_ptr_null(updated->lost_text);
+    store_free_download_changes(changes, count);
+    protocol_message message = { .type = PROTOCOL_MESSAGE_DOWNLOAD, .body.download = download };
+    protocol_message_clear(&message);
+
+    assert_visible(1, "{\"_id\": 1, \"a\": \"local\", \"b\": \"newer\"}");
+    assert_visible(2, NULL);
+    assert_visible(3, NULL);
+    assert_visible(4, "{\"_id\": 4, \"a\": \"new\", \"c\": true}");
+    store_sync_progress current = progress();
+    ck_assert(!current.client_reset_pending);
+    ck_assert_uint_eq(current.accepted_query_version, 1);
+    ck_assert_uint_eq(current.last_server_version, 7);
+    json_t *outbox = outbox_at(wall_clock_ms());
+    ck_assert_uint_eq(json_array_size(outbox), 3);
+    assert_outbox_holds(outbox,
+                        "[{\"op\":\"set\",\"collection\":\"Task\",\"id\":1,\"path\":\"a\",\"value\":\"local\"}]");
+    assert_outbox_holds(outbox, "[{\"op\":\"delete\",\"collection\":\"Task\",\"id\":2}]");
+    assert_outbox_holds(outbox,
+                        "[{\"op\":\"create\",\"collection\":\"Task\",\"id\":4},"
+                        "{\"op\":\"set\",\"collection\":\"Task\",\"id\":4,\"path\":\"a\",\"value\":\"new\"},"
+                        "{\"op\":\"set\",\"collection\":\"Task\",\"id\":4,\"path\":\"c\",\"value\":true}]");
+    json_t *first = json_array_get(outbox, 0);
+    ck_assert_int_eq(json_integer_value(json_object_get(first, "origin")), 2);
+    /* client versions go on from the set-aside ones */
+    ck_assert_int_ge(json_integer_value(json_object_get(first, "client_version")), 6);
+    json_decref(outbox);
+}
+END_TEST
+
+START_TEST(test_client_reset_loses_new_objects_of_unsubscribed_collections)
+{
+    synced_with_three_tasks();
+    ck_assert_int_eq(store_create_collection(test_store, "Note"), 0);
+    json_t *id = json_integer(1);
+    const char *text = "{\n  \"_id\": 1,\n  \"text\": \"unsynced note\"\n}\n";
+    ck_assert_int_eq(store_put_object(test_store, "Note", id, text, strlen(text), 1, NULL), 0);
+    ck_assert_int_eq(store_begin_client_reset(test_store), 0);
+    ck_assert_int_eq(store_set_file_identity(test_store, 2), 0);
+    protocol_download_body download = steady_download(1, 0);
+    download.query_version = 1;
+    store_download_change *changes;
+    size_t count;
+    ck_assert_int_eq(store_apply_download(test_store, &download, &changes, &count), 0);
+    /* the empty bootstrap: the Tasks leave, the note is lost */
+    ck_assert_uint_eq(count, 4);
+    bool note_lost = false;
+    for (size_t i = 0; i < count; i++)
+        if (strcmp(changes[i].collection, "Note") == 0)
+            note_lost = changes[i].lost_text != NULL &&
+                        strstr(changes[i].lost_text, "unsynced note") != NULL;
+    ck_assert(note_lost);
+    store_free_download_changes(changes, count);
+    ck_assert_int_eq(store_get_object(test_store, "Note", id, NULL, NULL), -ENOENT);
+    assert_visible(1, NULL);
+    ck_assert_uint_eq(progress().outbox_changesets, 0);
+    json_decref(id);
+}
+END_TEST
+
+START_TEST(test_client_reset_without_subscriptions_sends_the_empty_set)
+{
+    put_document("{\"_id\": 1, \"a\": 1}");
+    ck_assert_int_eq(store_begin_client_reset(test_store), 0);
+    ck_assert_uint_eq(progress().subscriptions_version, 1);
+    ck_assert_int_eq(store_set_file_identity(test_store, 2), 0);
+    protocol_download_body download = steady_download(1, 0);
+    download.query_version = 1;
+    apply(&download);
+    ck_assert(!progress().client_reset_pending);
+    /* a collection without a subscription: the new object cannot go up */
+    assert_visible(1, NULL);
+}
+END_TEST
+
 Suite *unit_suite(void)
 {
     Suite *suite = suite_create("store_sync");
@@ -641,5 +834,12 @@ Suite *unit_suite(void)
     tcase_add_test(downloads, test_object_leaving_the_view_with_pending_changes_stays);
     tcase_add_test(downloads, test_staged_batch_is_invisible_until_its_last_message);
     suite_add_tcase(suite, downloads);
+    TCase *client_reset = tcase_create("client_reset");
+    tcase_add_checked_fixture(client_reset, setup, teardown);
+    tcase_add_test(client_reset, test_client_reset_forgets_the_file_and_sets_the_outbox_aside);
+    tcase_add_test(client_reset, test_client_reset_reapplies_local_changes_on_the_fresh_documents);
+    tcase_add_test(client_reset, test_client_reset_loses_new_objects_of_unsubscribed_collections);
+    tcase_add_test(client_reset, test_client_reset_without_subscriptions_sends_the_empty_set);
+    suite_add_tcase(suite, client_reset);
     return suite;
 }
