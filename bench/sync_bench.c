@@ -230,10 +230,15 @@ static void make_item_changeset(changeset *out, uint64_t origin, uint64_t client
                                 uint64_t item_number, const char *owner, const char *summary,
                                 const char *collection)
 {
+    /* A device's changesets have increasing timestamps, as a mount's
+     * outbox gives them: a change in the same millisecond as the one
+     * before it would otherwise tie with it and change nothing. */
+    static int64_t last_timestamp;
+    int64_t now = wall_ms();
     memset(out, 0, sizeof *out);
     out->origin = origin;
     out->client_version = client_version;
-    out->timestamp = wall_ms();
+    out->timestamp = last_timestamp = now > last_timestamp ? now : last_timestamp + 1;
     uint8_t bytes[VALUE_OBJECT_ID_SIZE] = {0};
     for (int i = 0; i < 8; i++)
         bytes[VALUE_OBJECT_ID_SIZE - 1 - i] = (uint8_t)(item_number >> (8 * i));
