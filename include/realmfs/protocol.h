@@ -273,12 +273,16 @@ char *protocol_serialize(const protocol_message *message, size_t *length,
                          protocol_error *error);
 
 /*
- * As protocol_serialize for a download the server built itself, without
- * reading the frame back: its changesets were made by changeset_append or
- * changeset_diff, which refuse everything the protocol refuses inside a
- * changeset, and its other members by the server.  Only the frame's size
- * is checked (PROTOCOL_ERROR_MESSAGE_TOO_LARGE).  Reading back costs about
- * as much as writing, so this halves the server's cost of a bootstrap.
+ * As protocol_serialize for a download the server built itself, the same
+ * bytes, without reading the frame back and without building a jansson
+ * tree: the text is written straight into one growing buffer.  Its
+ * changesets must have been made by changeset_append or changeset_diff,
+ * which refuse everything the protocol refuses inside a changeset, from
+ * strings that are valid UTF-8 (every string jansson built is); what is
+ * still checked: the rule between the changesets and the message's
+ * server_version, numbers JSON cannot hold (PROTOCOL_ERROR_INTERNAL) and
+ * the frame's size (PROTOCOL_ERROR_MESSAGE_TOO_LARGE).  Writing this way
+ * costs a fraction of protocol_serialize, which matters for bootstraps.
  * Any other type of message goes through protocol_serialize.
  */
 char *protocol_serialize_download(const protocol_message *message, size_t *length,

@@ -192,6 +192,11 @@ int sync_store_snapshot_scan(sync_store_snapshot *snapshot, const char *collecti
                                           void *context),
                              void *context);
 
+/* The visible document of one object as the snapshot shows it, a new
+ * reference in *document; -ENOENT when it does not exist there. */
+int sync_store_snapshot_get_document(sync_store_snapshot *snapshot, const char *collection,
+                                     const json_t *id, json_t **document);
+
 /* Visit the names of the collections that hold or held objects, in byte
  * order. */
 int sync_store_snapshot_list_collections(sync_store_snapshot *snapshot,

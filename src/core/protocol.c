@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "protocol_text.h"
 #include "realmfs/ejson.h"
 #include "realmfs/value.h"
 
@@ -122,11 +123,15 @@ static void protocol_locate(char location[PROTOCOL_LOCATION_SIZE], const char *f
  * location) and returns 0 or a protocol error code; what it stored is freed
  * by clear even when it fails.  write returns a new reference, or NULL when
  * out of memory or the field cannot be written.  clear is NULL for fields
- * that own nothing. */
+ * that own nothing.  write_text appends the text json_dumps would write of
+ * write's result, or returns false when write would fail for the field
+ * itself (out of memory shows in text->failed); it is NULL for the kinds
+ * of fields that no download holds (protocol_serialize_download). */
 typedef struct protocol_codec {
     int (*read)(const json_t *value, void *field, const char *location, protocol_error *error);
     json_t *(*write)(const void *field);
     void (*clear)(void *field);
+    bool (*write_text)(protocol_text *text, const void *field);
 } protocol_codec;
 
 typedef struct protocol_member {
@@ -217,6 +222,29 @@ static json_t *protocol_write_object(const protocol_member *members, size_t coun
         }
     }
     return object;
+}
+
+/* As protocol_write_object, as text: false with *failed naming the
+ * member that cannot be written. */
+static bool protocol_write_object_text(protocol_text *text, const protocol_member *members,
+                                       size_t count, const void *base, const char **failed)
+{
+    protocol_text_add(text, "{", 1);
+    bool first = true;
+    for (size_t i = 0; i < count; i++) {
+        const void *field = protocol_const_field(base, &members[i]);
+        if (members[i].optional && *(const void *const *)field == NULL)
+            continue;
+        protocol_text_add_member_name(text, members[i].name, first);
+        first = false;
+        if (members[i].codec->write_text == NULL ||
+            !members[i].codec->write_text(text, field)) {
+            *failed = members[i].name;
+            return false;
+        }
+    }
+    protocol_text_add(text, "}", 1);
+    return true;
 }
 
 static void protocol_clear_object(const protocol_member *members, size_t count, void *base)
@@ -316,10 +344,21 @@ static json_t *protocol_write_integer(const void *field)
     return json_integer((json_int_t)value);
 }
 
-static const protocol_codec protocol_unsigned_codec = {protocol_read_unsigned,
-                                                       protocol_write_integer, NULL};
-static const protocol_codec protocol_positive_codec = {protocol_read_positive,
-                                                       protocol_write_integer, NULL};
+/* Unlike protocol_write_integer, refuses what JSON cannot hold: the text
+ * is not read back. */
+static bool protocol_write_integer_text(protocol_text *text, const void *field)
+{
+    uint64_t value = *(const uint64_t *)field;
+    if (value > INT64_MAX)
+        return false;
+    protocol_text_add_integer(text, (int64_t)value);
+    return true;
+}
+
+static const protocol_codec protocol_unsigned_codec = {
+    protocol_read_unsigned, protocol_write_integer, NULL, protocol_write_integer_text};
+static const protocol_codec protocol_positive_codec = {
+    protocol_read_positive, protocol_write_integer, NULL, protocol_write_integer_text};
 
 static int protocol_read_boolean(const json_t *value, void *field, const char *location,
                                  protocol_error *error)
@@ -336,8 +375,14 @@ static json_t *protocol_write_boolean(const void *field)
     return json_boolean(*(const bool *)field);
 }
 
-static const protocol_codec protocol_boolean_codec = {protocol_read_boolean,
-                                                      protocol_write_boolean, NULL};
+static bool protocol_write_boolean_text(protocol_text *text, const void *field)
+{
+    protocol_text_add_raw(text, *(const bool *)field ? "true" : "false");
+    return true;
+}
+
+static const protocol_codec protocol_boolean_codec = {
+    protocol_read_boolean, protocol_write_boolean, NULL, protocol_write_boolean_text};
 
 /* Numbers that are hints accept integers too: JavaScript writes 1.0 as 1. */
 static int protocol_read_number(const json_t *value, double maximum, double *out,
@@ -372,10 +417,21 @@ static json_t *protocol_write_number(const void *field)
     return json_real(*(const double *)field);
 }
 
-static const protocol_codec protocol_fraction_codec = {protocol_read_fraction,
-                                                       protocol_write_number, NULL};
+/* The range protocol_read_fraction accepts, since the text is not read
+ * back. */
+static bool protocol_write_fraction_text(protocol_text *text, const void *field)
+{
+    double number = *(const double *)field;
+    if (!(number >= 0.0 && number <= 1.0))
+        return false;
+    protocol_text_add_real(text, number);
+    return true;
+}
+
+static const protocol_codec protocol_fraction_codec = {
+    protocol_read_fraction, protocol_write_number, NULL, protocol_write_fraction_text};
 static const protocol_codec protocol_seconds_codec = {protocol_read_seconds,
-                                                      protocol_write_number, NULL};
+                                                      protocol_write_number, NULL, NULL};
 
 /* Whole-string equality: a JSON string may hold a NUL, which strcmp would
  * stop at. */
@@ -438,9 +494,9 @@ static void protocol_clear_string(void *field)
 
 /* text may be empty; a name may not. */
 static const protocol_codec protocol_text_codec = {protocol_read_text, protocol_write_string,
-                                                   protocol_clear_string};
+                                                   protocol_clear_string, NULL};
 static const protocol_codec protocol_name_codec = {protocol_read_name, protocol_write_string,
-                                                   protocol_clear_string};
+                                                   protocol_clear_string, NULL};
 
 static int protocol_read_error_code(const json_t *value, void *field, const char *location,
                                     protocol_error *error)
@@ -463,7 +519,7 @@ static json_t *protocol_write_error_code(const void *field)
 }
 
 static const protocol_codec protocol_error_code_codec = {protocol_read_error_code,
-                                                         protocol_write_error_code, NULL};
+                                                         protocol_write_error_code, NULL, NULL};
 
 static int protocol_read_action(const json_t *value, void *field, const char *location,
                                 protocol_error *error)
@@ -488,7 +544,7 @@ static json_t *protocol_write_action(const void *field)
 }
 
 static const protocol_codec protocol_action_codec = {protocol_read_action,
-                                                     protocol_write_action, NULL};
+                                                     protocol_write_action, NULL, NULL};
 
 /* ------------------------------------------------------------------------ */
 /* Extended JSON codecs                                                      */
@@ -543,7 +599,7 @@ static void protocol_clear_json(void *field)
 }
 
 static const protocol_codec protocol_id_codec = {protocol_read_id, protocol_write_id,
-                                                 protocol_clear_json};
+                                                 protocol_clear_json, NULL};
 
 static bool protocol_nests_within(const char *text, size_t length, size_t limit);
 
@@ -589,7 +645,7 @@ static json_t *protocol_write_document(const void *field)
 }
 
 static const protocol_codec protocol_document_codec = {
-    protocol_read_document, protocol_write_document, protocol_clear_json};
+    protocol_read_document, protocol_write_document, protocol_clear_json, NULL};
 
 /* ------------------------------------------------------------------------ */
 /* Changesets                                                                */
@@ -697,7 +753,7 @@ static void protocol_clear_upload_changesets(void *field)
 
 static const protocol_codec protocol_upload_changesets_codec = {
     protocol_read_upload_changesets, protocol_write_upload_changesets,
-    protocol_clear_upload_changesets};
+    protocol_clear_upload_changesets, NULL};
 
 int protocol_download_add(protocol_download_body *download, uint64_t server_version,
                           changeset *added)
@@ -810,9 +866,79 @@ static void protocol_clear_download_changesets(void *field)
     free(download->changesets);
 }
 
+/* The names of changeset_to_json's "op" (changeset.h). */
+static const char *const protocol_operation_names[] = {
+    [CHANGESET_CREATE] = "create",
+    [CHANGESET_DELETE] = "delete",
+    [CHANGESET_SET] = "set",
+    [CHANGESET_UNSET] = "unset",
+};
+
+static void protocol_write_instruction_text(protocol_text *text,
+                                            const changeset_instruction *instruction)
+{
+    protocol_text_add_member_name(text, "op", true);
+    protocol_text_add_string(text, protocol_operation_names[instruction->operation],
+                             strlen(protocol_operation_names[instruction->operation]));
+    protocol_text_add_member_name(text, "collection", false);
+    protocol_text_add_string(text, instruction->collection, strlen(instruction->collection));
+    protocol_text_add_member_name(text, "id", false);
+    protocol_text_add_value(text, instruction->id);
+    if (instruction->path) {
+        protocol_text_add_member_name(text, "path", false);
+        protocol_text_add_string(text, instruction->path, strlen(instruction->path));
+    }
+    if (instruction->value) {
+        protocol_text_add_member_name(text, "value", false);
+        protocol_text_add_value(text, instruction->value);
+    }
+}
+
+/* What protocol_write_download_changeset builds: server_version, then
+ * changeset_to_json's members in its order. */
+static bool protocol_write_download_changeset_text(protocol_text *text,
+                                                   const protocol_download_changeset *element)
+{
+    const changeset *written = &element->changeset;
+    if (element->server_version > INT64_MAX || written->origin > INT64_MAX ||
+        written->client_version > INT64_MAX || written->timestamp < 0)
+        return false;
+    protocol_text_add_member_name(text, "server_version", true);
+    protocol_text_add_integer(text, (int64_t)element->server_version);
+    protocol_text_add_member_name(text, "origin", false);
+    protocol_text_add_integer(text, (int64_t)written->origin);
+    protocol_text_add_member_name(text, "client_version", false);
+    protocol_text_add_integer(text, (int64_t)written->client_version);
+    protocol_text_add_member_name(text, "timestamp", false);
+    protocol_text_add_integer(text, written->timestamp);
+    protocol_text_add_member_name(text, "instructions", false);
+    protocol_text_add(text, "[", 1);
+    for (size_t i = 0; i < written->count; i++) {
+        protocol_text_add(text, i > 0 ? ",{" : "{", i > 0 ? 2 : 1);
+        protocol_write_instruction_text(text, &written->instructions[i]);
+        protocol_text_add(text, "}", 1);
+    }
+    protocol_text_add(text, "]", 1);
+    return true;
+}
+
+static bool protocol_write_download_changesets_text(protocol_text *text, const void *field)
+{
+    const protocol_download_body *download = field;
+    protocol_text_add(text, "[", 1);
+    for (size_t i = 0; i < download->changeset_count; i++) {
+        protocol_text_add(text, i > 0 ? ",{" : "{", i > 0 ? 2 : 1);
+        if (!protocol_write_download_changeset_text(text, &download->changesets[i]))
+            return false;
+        protocol_text_add(text, "}", 1);
+    }
+    protocol_text_add(text, "]", 1);
+    return true;
+}
+
 static const protocol_codec protocol_download_changesets_codec = {
     protocol_read_download_changesets, protocol_write_download_changesets,
-    protocol_clear_download_changesets};
+    protocol_clear_download_changesets, protocol_write_download_changesets_text};
 
 /* ------------------------------------------------------------------------ */
 /* Subscriptions                                                             */
@@ -993,7 +1119,7 @@ static void protocol_clear_subscriptions(void *field)
 }
 
 static const protocol_codec protocol_subscriptions_codec = {
-    protocol_read_subscriptions, protocol_write_subscriptions, protocol_clear_subscriptions};
+    protocol_read_subscriptions, protocol_write_subscriptions, protocol_clear_subscriptions, NULL};
 
 /* ------------------------------------------------------------------------ */
 /* Compensating writes                                                       */
@@ -1041,7 +1167,7 @@ static void protocol_clear_compensating_write(void *field)
 
 static const protocol_codec protocol_compensating_write_codec = {
     protocol_read_compensating_write, protocol_write_compensating_write,
-    protocol_clear_compensating_write};
+    protocol_clear_compensating_write, NULL};
 
 /* ------------------------------------------------------------------------ */
 /* Messages                                                                  */
@@ -1049,11 +1175,12 @@ static const protocol_codec protocol_compensating_write_codec = {
 static int protocol_read_type(const json_t *value, void *field, const char *location,
                               protocol_error *error);
 static json_t *protocol_write_type(const void *field);
+static bool protocol_write_type_text(protocol_text *text, const void *field);
 
 /* "type" is read first, to choose the table, then again with the other
  * members: being a member like the others puts it first in the text. */
-static const protocol_codec protocol_type_codec = {protocol_read_type, protocol_write_type,
-                                                   NULL};
+static const protocol_codec protocol_type_codec = {protocol_read_type, protocol_write_type, NULL,
+                                                   protocol_write_type_text};
 
 #define PROTOCOL_FIELD(member) offsetof(protocol_message, member)
 #define PROTOCOL_TYPE_MEMBER {"type", PROTOCOL_FIELD(type), &protocol_type_codec, false}
@@ -1278,6 +1405,15 @@ static json_t *protocol_write_type(const void *field)
     return name ? json_string(name) : NULL;
 }
 
+static bool protocol_write_type_text(protocol_text *text, const void *field)
+{
+    const char *name = protocol_message_type_name(*(const protocol_message_type *)field);
+    if (name == NULL)
+        return false;
+    protocol_text_add_string(text, name, strlen(name));
+    return true;
+}
+
 static int protocol_decode(const json_t *json, protocol_message *out, protocol_error *error)
 {
     if (!json_is_object(json))
@@ -1425,27 +1561,34 @@ char *protocol_serialize_download(const protocol_message *message, size_t *lengt
     if (message->type != PROTOCOL_MESSAGE_DOWNLOAD)
         return protocol_serialize(message, length, error);
     *error = (protocol_error){0};
-    json_t *json = protocol_encode(message, error);
-    if (!json)
+    const protocol_message_spec *spec = protocol_spec_of(message->type);
+    if (spec->check && spec->check(message, error) != 0)
         return NULL;
-    char *text = json_dumps(json, JSON_COMPACT);
-    json_decref(json);
-    if (!text) {
+    protocol_text text = {0};
+    const char *failed = NULL;
+    if (!protocol_write_object_text(&text, spec->members, spec->member_count, message, &failed) &&
+        !text.failed) {
+        free(text.data);
+        protocol_fail(error, PROTOCOL_ERROR_INTERNAL,
+                      "%s.%s: cannot be written (a value out of range)", spec->name, failed);
+        return NULL;
+    }
+    if (text.failed) {
+        free(text.data);
         protocol_out_of_memory(error);
         return NULL;
     }
-    size_t text_length = strlen(text);
-    if (text_length > PROTOCOL_MAX_MESSAGE_BYTES) {
-        free(text);
+    if (text.length > PROTOCOL_MAX_MESSAGE_BYTES) {
+        free(text.data);
         *error = (protocol_error){.code = PROTOCOL_ERROR_MESSAGE_TOO_LARGE,
                                   .session = message->session};
         snprintf(error->message, sizeof error->message,
-                 "download: the frame is %zu bytes, over the limit of %d", text_length,
+                 "download: the frame is %zu bytes, over the limit of %d", text.length,
                  PROTOCOL_MAX_MESSAGE_BYTES);
         return NULL;
     }
-    *length = text_length;
-    return text;
+    *length = text.length;
+    return text.data;
 }
 
 /* ------------------------------------------------------------------------ */

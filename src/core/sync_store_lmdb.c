@@ -1322,6 +1322,13 @@ int sync_store_snapshot_scan(sync_store_snapshot *snapshot, const char *collecti
     return scan_documents(&call, after_id, visit, context);
 }
 
+int sync_store_snapshot_get_document(sync_store_snapshot *snapshot, const char *collection,
+                                     const json_t *id, json_t **document)
+{
+    sync_call call = snapshot_call(snapshot, "get document", collection);
+    return get_document(&call, id, document);
+}
+
 int sync_store_snapshot_count(sync_store_snapshot *snapshot, const char *collection,
                               uint64_t *count)
 {

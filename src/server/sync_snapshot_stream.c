@@ -313,14 +313,16 @@ int sync_snapshot_stream_catch_up(const app_config *app, sync_store *store, sync
 
 /* Add one object as the views show it: a replacement when the new view
  * shows it, a delete when it may be on the client (the old view showed
- * it, or a catch-up), else nothing.  document NULL: it does not exist. */
-static int sync_stream_add_object(sync_stream_batch *batch, const json_t *id,
-                                  const json_t *document, size_t bytes)
+ * it, or a catch-up), else nothing.  document NULL: it does not exist;
+ * else it is the caller's, read from the store, and is changed here
+ * (sync_view_prepare_own_document). */
+static int sync_stream_add_object(sync_stream_batch *batch, const json_t *id, json_t *document,
+                                  size_t bytes)
 {
     sync_snapshot_stream *stream = batch->stream;
     json_t *prepared = NULL;
-    int result = document ? sync_view_prepare_document(stream->app, batch->collection, document,
-                                                       &prepared)
+    int result = document ? sync_view_prepare_own_document(stream->app, batch->collection,
+                                                           document, &prepared)
                           : 0;
     if (result != 0)
         return result;
@@ -394,60 +396,33 @@ static int sync_stream_fill_bootstrap(sync_stream_batch *batch)
     return 0;
 }
 
-/*
- * A point lookup through a scan, which starts after an id: after the
- * previous key of the same collection when there is one, else after an
- * id that sorts just before the key (sync_stream_id_before).  Objects
- * before the key are passed over; the first one at or after it ends the
- * scan.
- */
-typedef struct sync_stream_lookup {
-    sync_stream_batch *batch;
-    const json_t *id;
-    bool found;
-    int failure;
-} sync_stream_lookup;
-
-static int sync_stream_visit_looked_up(const sync_store_document_view *view, void *context)
+/* The size a document has in the store, its canonical one-line text, so
+ * that catch-up batches fill up as bootstrap batches do. */
+static int sync_stream_stored_size(const json_t *document, size_t *size)
 {
-    sync_stream_lookup *lookup = context;
-    int order = sync_stream_compare_ids(view->id, lookup->id);
-    if (order < 0)
-        return 0;
-    if (order == 0) {
-        lookup->found = true;
-        lookup->failure = sync_stream_add_text(lookup->batch, view);
-    }
-    return 1;
+    char *text = ejson_format_line(document, size);
+    if (text == NULL)
+        return -ENOMEM;
+    free(text);
+    return 0;
 }
 
-/*
- * An id that sorts just before id, or close before it: the int before an
- * int, the ObjectId before an ObjectId (the greatest int before the first
- * one), and for a string, which has no finite predecessor, the greatest
- * ObjectId.  A new reference; NULL to scan from the start (before the
- * least int), or when out of memory (the scan is then only longer).
- */
-static json_t *sync_stream_id_before(const json_t *id)
+static int sync_stream_add_keyed_object(sync_stream_batch *batch, const sync_stream_key *key)
 {
-    uint8_t bytes[VALUE_OBJECT_ID_SIZE];
-    switch (value_type_of(id)) {
-    case VALUE_INT:
-        return json_integer_value(id) == INT64_MIN ? NULL : json_integer(json_integer_value(id) - 1);
-    case VALUE_OBJECT_ID: {
-        (void)value_get_object_id(id, bytes);
-        size_t index = VALUE_OBJECT_ID_SIZE;
-        while (index > 0 && bytes[index - 1] == 0)
-            bytes[--index] = 0xff;
-        if (index == 0)
-            return json_integer(INT64_MAX);
-        bytes[index - 1]--;
-        return value_new_object_id(bytes);
-    }
-    default:
-        memset(bytes, 0xff, sizeof bytes);
-        return value_new_object_id(bytes);
-    }
+    json_t *document = NULL;
+    int result = sync_store_snapshot_get_document(batch->stream->snapshot, key->collection,
+                                                  key->id, &document);
+    if (result == -ENOENT)
+        return sync_stream_add_object(batch, key->id, NULL, SYNC_STREAM_DELETE_BYTES);
+    if (result != 0)
+        return sync_stream_report(result, batch->message, batch->message_size,
+                                  "reading a snapshot");
+    size_t size;
+    result = sync_stream_stored_size(document, &size);
+    if (result == 0)
+        result = sync_stream_add_object(batch, key->id, document, size);
+    json_decref(document);
+    return result;
 }
 
 static int sync_stream_fill_catch_up(sync_stream_batch *batch)
@@ -455,25 +430,10 @@ static int sync_stream_fill_catch_up(sync_stream_batch *batch)
     sync_snapshot_stream *stream = batch->stream;
     while (batch->bytes < stream->batch_bytes && stream->key_index < stream->key_count) {
         const sync_stream_key *key = &stream->keys[stream->key_index];
-        const sync_stream_key *previous = stream->key_index > 0 ? key - 1 : NULL;
-        json_t *after_id = previous && strcmp(previous->collection, key->collection) == 0
-                               ? json_incref(previous->id)
-                               : sync_stream_id_before(key->id);
         batch->collection = key->collection;
-        sync_stream_lookup lookup = {.batch = batch, .id = key->id};
-        int result = sync_store_snapshot_scan(stream->snapshot, key->collection, after_id,
-                                              sync_stream_visit_looked_up, &lookup);
-        json_decref(after_id);
-        if (result < 0)
-            return sync_stream_report(result, batch->message, batch->message_size,
-                                      "reading a snapshot");
-        if (lookup.failure != 0)
-            return lookup.failure;
-        if (!lookup.found) {
-            result = sync_stream_add_object(batch, key->id, NULL, SYNC_STREAM_DELETE_BYTES);
-            if (result != 0)
-                return result;
-        }
+        int result = sync_stream_add_keyed_object(batch, key);
+        if (result != 0)
+            return result;
         stream->key_index++;
     }
     return 0;

@@ -238,6 +238,22 @@ bool sync_view_has_collection(const sync_view *view, const char *collection)
     return sync_view_find(view, collection) != NULL;
 }
 
+int sync_view_prepare_own_document(const app_config *app, const char *collection,
+                                   json_t *document, json_t **prepared)
+{
+    *prepared = NULL;
+    const app_collection *described = app_config_find_collection(app, collection);
+    if (described != NULL && described->schema != NULL) {
+        int result = schema_strip_unknown_fields(described->schema, document);
+        if (result >= 0)
+            result = schema_validate_document(described->schema, document, NULL, 0);
+        if (result != 0)
+            return result == -ENOMEM ? -ENOMEM : 0;
+    }
+    *prepared = json_incref(document);
+    return 0;
+}
+
 int sync_view_prepare_document(const app_config *app, const char *collection,
                                const json_t *document, json_t **prepared)
 {
@@ -250,15 +266,9 @@ int sync_view_prepare_document(const app_config *app, const char *collection,
     json_t *copy = json_deep_copy(document);
     if (copy == NULL)
         return -ENOMEM;
-    int result = schema_strip_unknown_fields(described->schema, copy);
-    if (result >= 0)
-        result = schema_validate_document(described->schema, copy, NULL, 0);
-    if (result == 0) {
-        *prepared = copy;
-        return 0;
-    }
+    int result = sync_view_prepare_own_document(app, collection, copy, prepared);
     json_decref(copy);
-    return result == -ENOMEM ? -ENOMEM : 0;
+    return result;
 }
 
 bool sync_view_contains(const sync_view *view, const char *collection, const json_t *prepared)

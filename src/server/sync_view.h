@@ -67,6 +67,12 @@ bool sync_view_has_collection(const sync_view *view, const char *collection);
 int sync_view_prepare_document(const app_config *app, const char *collection,
                                const json_t *document, json_t **prepared);
 
+/* The same, changing document itself rather than a copy: for a caller
+ * that owns it (a document it just parsed) and drops it afterwards, as it
+ * may be half stripped when it violates the schema. */
+int sync_view_prepare_own_document(const app_config *app, const char *collection,
+                                   json_t *document, json_t **prepared);
+
 /* Whether the view contains a document that sync_view_prepare_document
  * gave (NULL: never). */
 bool sync_view_contains(const sync_view *view, const char *collection, const json_t *prepared);

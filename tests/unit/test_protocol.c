@@ -6,6 +6,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "realmfs/changeset.h"
 #include "realmfs/ejson.h"
 #include "realmfs/protocol.h"
+#include "realmfs/value.h"
 
 #define TEST_OBJECT_ID "{'$oid':'6650f0c2e4b0a1b2c3d4e5f6'}"
 
@@ -805,36 +807,213 @@ START_TEST(test_serialize_refuses_frames_over_the_limit)
 }
 END_TEST
 
-/* The unchecked writer of server-built downloads writes the very bytes the
- * checked one does; other messages go through the checked one. */
+/* ------------------------------------------------------------------------ */
+/* The writer of server-built downloads                                      */
+
+/* A fixed-seed generator (xorshift64), so that a failure repeats. */
+static uint64_t random_state = 0x9e3779b97f4a7c15u;
+
+static uint64_t random_next(void)
+{
+    random_state ^= random_state << 13;
+    random_state ^= random_state >> 7;
+    random_state ^= random_state << 17;
+    return random_state;
+}
+
+static size_t random_below(size_t bound)
+{
+    return (size_t)(random_next() % bound);
+}
+
+/* Text that needs every kind of escape, and UTF-8 of 2 to 4 bytes; NUL
+ * too when may_hold_nul (values may, names may not). */
+static size_t random_text(char *out, size_t size, bool may_hold_nul)
+{
+    static const char *const pieces[] = {"a", "Z", "7", " ", ".", "\"", "\\", "/", "\n", "\t",
+                                         "\r", "\b", "\f", "\x01", "\x1f", "\x7f", "\u00e9",
+                                         "\u20ac", "\U0001F600", "$", "\0"};
+    size_t pieces_usable = sizeof pieces / sizeof pieces[0] - (may_hold_nul ? 0 : 1);
+    size_t length = 0;
+    size_t count = 1 + random_below(12);
+    for (size_t i = 0; i < count; i++) {
+        const char *piece = pieces[random_below(pieces_usable)];
+        size_t piece_length = piece[0] == '\0' ? 1 : strlen(piece);
+        if (length + piece_length >= size)
+            break;
+        memcpy(out + length, piece, piece_length);
+        length += piece_length;
+    }
+    out[length] = '\0';
+    return length;
+}
+
+/* A field name: no '.', not empty, not starting with '$'. */
+static void random_name(char *out, size_t size)
+{
+    size_t length = random_text(out, size - 1, false);
+    for (size_t i = 0; i < length; i++)
+        if (out[i] == '.' || out[i] == '$')
+            out[i] = '_';
+    if (length == 0)
+        memcpy(out, "n", 2);
+}
+
+static double random_double(void)
+{
+    static const double notable[] = {0.0, -0.0, 0.1, 1.0, -2.5, 1e300, 1e-300, 1e21, 1e-7,
+                                     123456789012345678.0, 5e-324, 1.7976931348623157e308};
+    if (random_below(3) == 0)
+        return notable[random_below(sizeof notable / sizeof notable[0])];
+    for (;;) {
+        uint64_t bits = random_next();
+        double number;
+        memcpy(&number, &bits, sizeof number);
+        if (isfinite(number))
+            return number;
+    }
+}
+
+static json_t *random_value(int depth);
+
+static json_t *random_container(int depth, bool document)
+{
+    json_t *container = document ? json_object() : json_array();
+    size_t count = random_below(4);
+    for (size_t i = 0; i < count; i++) {
+        json_t *element = random_value(depth + 1);
+        char name[64];
+        random_name(name, sizeof name);
+        if (document)
+            ck_assert_int_eq(json_object_set_new(container, name, element), 0);
+        else
+            ck_assert_int_eq(json_array_append_new(container, element), 0);
+    }
+    return container;
+}
+
+/* A normalized value of any type: each wrapper, ints and dates on both
+ * sides of where their text changes form, nested arrays and documents. */
+static json_t *random_value(int depth)
+{
+    static const int64_t integers[] = {0, -1, 42, INT64_C(9007199254740992),
+                                       INT64_C(9007199254740993), -INT64_C(9007199254740993),
+                                       INT64_MAX, INT64_MIN};
+    static const int64_t dates[] = {0, 1714560000000, 1714560000123, -1, 253402300800000,
+                                    INT64_MIN};
+    uint8_t bytes[VALUE_UUID_SIZE];
+    char text[64];
+    size_t kind = random_below(depth < 3 ? 14 : 11);
+    for (size_t i = 0; i < sizeof bytes; i++)
+        bytes[i] = (uint8_t)random_next();
+    switch (kind) {
+    case 0: return json_null();
+    case 1: return json_boolean(random_below(2));
+    case 2: return json_integer(integers[random_below(sizeof integers / sizeof integers[0])]);
+    case 3: return json_integer((json_int_t)random_next());
+    case 4: return value_new_double(random_double());
+    case 5: return value_new_double(random_below(2) ? INFINITY : NAN);
+    case 6: return json_stringn(text, random_text(text, sizeof text, true));
+    case 7: return value_new_object_id(bytes);
+    case 8: return value_new_date(dates[random_below(sizeof dates / sizeof dates[0])]);
+    case 9: return random_below(2) ? value_new_uuid(bytes) : value_new_decimal("-1.5E+3");
+    case 10: return value_new_binary(bytes, random_below(sizeof bytes), 0);
+    case 11: return json_object(); /* the empty document is a value */
+    default: return random_container(depth, kind == 12);
+    }
+}
+
+static json_t *random_id(void)
+{
+    uint8_t bytes[VALUE_OBJECT_ID_SIZE];
+    char text[64];
+    switch (random_below(3)) {
+    case 0:
+        return json_integer((json_int_t)random_next());
+    case 1:
+        for (size_t i = 0; i < sizeof bytes; i++)
+            bytes[i] = (uint8_t)random_next();
+        return value_new_object_id(bytes);
+    default:
+        return json_stringn(text, random_text(text, sizeof text, true));
+    }
+}
+
+static void random_instruction(changeset *built)
+{
+    static const char *const collections[] = {"Task", "Item \u00e9", "a\"b\\c"};
+    changeset_operation operation = (changeset_operation)random_below(4);
+    json_t *id = random_id();
+    char path[200] = "";
+    json_t *value = operation == CHANGESET_SET ? random_value(1) : NULL;
+    if (value != NULL && json_object_size(value) > 0 &&
+        value_type_of(value) == VALUE_DOCUMENT) { /* sent field by field, or in an array */
+        json_t *array = json_array();
+        ck_assert_int_eq(json_array_append_new(array, value), 0);
+        value = array;
+    }
+    if (operation == CHANGESET_SET || operation == CHANGESET_UNSET) {
+        size_t depth = 1 + random_below(3);
+        for (size_t level = 0; level < depth; level++) {
+            char name[48];
+            random_name(name, sizeof name);
+            if (level > 0)
+                strcat(path, ".");
+            strcat(path, name);
+        }
+    }
+    char message[256];
+    int result = changeset_append(built, operation, collections[random_below(3)], id,
+                                  operation >= CHANGESET_SET ? path : NULL, value, message,
+                                  sizeof message);
+    ck_assert_msg(result == 0, "%s", message);
+    json_decref(id);
+    json_decref(value);
+}
+
+static void assert_download_writers_agree(const protocol_message *message)
+{
+    size_t checked_length, fast_length;
+    protocol_error error;
+    char *checked = protocol_serialize(message, &checked_length, &error);
+    ck_assert_msg(checked != NULL, "%s", error.message);
+    char *fast = protocol_serialize_download(message, &fast_length, &error);
+    ck_assert_msg(fast != NULL, "%s", error.message);
+    ck_assert_uint_eq(checked_length, fast_length);
+    ck_assert_msg(memcmp(checked, fast, fast_length) == 0, "\n%s\n%s", checked, fast);
+    ck_assert_int_eq(fast[fast_length], '\0');
+    protocol_message parsed;
+    ck_assert_int_eq(protocol_parse(fast, fast_length, &parsed, &error), 0);
+    protocol_message_clear(&parsed);
+    free(checked);
+    free(fast);
+}
+
+/* The writer of server-built downloads writes the very bytes the checked
+ * one does, for random downloads with every kind of value; the frames
+ * parse back; other messages go through the checked writer. */
 START_TEST(test_download_writer_matches_serialize)
 {
-    for (uint64_t count = 0; count < 20; count++) {
+    for (uint64_t round = 0; round < 300; round++) {
         protocol_message message;
-        protocol_message_init(&message, PROTOCOL_MESSAGE_DOWNLOAD, 3);
+        protocol_message_init(&message, PROTOCOL_MESSAGE_DOWNLOAD, 1 + random_below(1000));
         protocol_download_body *body = &message.body.download;
-        body->server_version = 100 + count;
-        body->last_integrated_client_version = count;
-        body->query_version = 2;
-        body->last_in_batch = count % 2;
-        body->progress_estimate = (double)count / 20.0;
+        body->server_version = 100 + round;
+        body->last_integrated_client_version = random_next() >> 1;
+        body->query_version = random_below(5);
+        body->last_in_batch = random_below(2);
+        body->progress_estimate = round % 7 == 0 ? 1.0 : (double)random_below(1000) / 999.0;
+        size_t count = random_below(4);
         for (uint64_t index = 0; index < count; index++) {
-            char title[64];
-            snprintf(title, sizeof title, "title \"%llu\" \\ \u00e9\n",
-                     (unsigned long long)index);
-            changeset added = title_changeset(index + 1, title);
-            ck_assert_int_eq(protocol_download_add(body, 81 + index, &added), 0);
+            changeset added = {.origin = random_below(3),
+                               .client_version = random_below(2) ? random_next() >> 1 : 0,
+                               .timestamp = (int64_t)(random_next() >> 1)};
+            size_t instructions = random_below(6);
+            for (size_t i = 0; i < instructions; i++)
+                random_instruction(&added);
+            ck_assert_int_eq(protocol_download_add(body, 10 + index + round, &added), 0);
         }
-        size_t checked_length, fast_length;
-        protocol_error error;
-        char *checked = protocol_serialize(&message, &checked_length, &error);
-        char *fast = protocol_serialize_download(&message, &fast_length, &error);
-        ck_assert_ptr_nonnull(checked);
-        ck_assert_ptr_nonnull(fast);
-        ck_assert_uint_eq(checked_length, fast_length);
-        ck_assert_str_eq(checked, fast);
-        free(checked);
-        free(fast);
+        assert_download_writers_agree(&message);
         protocol_message_clear(&message);
     }
     protocol_message ping;
@@ -844,6 +1023,37 @@ START_TEST(test_download_writer_matches_serialize)
     char *frame = protocol_serialize_download(&ping, &length, &error);
     ck_assert_str_eq(frame, "{\"type\":\"ping\",\"timestamp\":0}");
     free(frame);
+}
+END_TEST
+
+/* What the reader would refuse is refused without it. */
+START_TEST(test_download_writer_refuses_what_cannot_be_read)
+{
+    protocol_message message;
+    protocol_message_init(&message, PROTOCOL_MESSAGE_DOWNLOAD, 1);
+    protocol_download_body *body = &message.body.download;
+    body->server_version = 5;
+    changeset added = title_changeset(1, "title");
+    ck_assert_int_eq(protocol_download_add(body, 6, &added), 0);
+    size_t length;
+    protocol_error error;
+    ck_assert_ptr_null(protocol_serialize_download(&message, &length, &error));
+    ck_assert_int_eq(error.code, PROTOCOL_ERROR_BAD_CHANGESET);
+    body->server_version = 6;
+    body->progress_estimate = 1.5;
+    ck_assert_ptr_null(protocol_serialize_download(&message, &length, &error));
+    ck_assert_int_eq(error.code, PROTOCOL_ERROR_INTERNAL);
+    ck_assert_str_eq(error.message, "download.progress_estimate: cannot be written (a value out "
+                                    "of range)");
+    body->progress_estimate = 1.0;
+    body->changesets[0].changeset.origin = UINT64_MAX;
+    ck_assert_ptr_null(protocol_serialize_download(&message, &length, &error));
+    ck_assert_int_eq(error.code, PROTOCOL_ERROR_INTERNAL);
+    body->changesets[0].changeset.origin = 7;
+    char *frame = protocol_serialize_download(&message, &length, &error);
+    ck_assert_ptr_nonnull(frame);
+    free(frame);
+    protocol_message_clear(&message);
 }
 END_TEST
 
@@ -875,6 +1085,7 @@ Suite *unit_suite(void)
     tcase_add_test(serialize_checks, test_serialize_refuses_invalid_messages);
     tcase_add_test(serialize_checks, test_serialize_refuses_frames_over_the_limit);
     tcase_add_test(serialize_checks, test_download_writer_matches_serialize);
+    tcase_add_test(serialize_checks, test_download_writer_refuses_what_cannot_be_read);
     suite_add_tcase(suite, serialize_checks);
     return suite;
 }

@@ -138,12 +138,16 @@ static char *format_or_null(const json_t *document)
     return text;
 }
 
-/* The document's one-line text, or NULL when the object does not exist. */
-static char *document_text(const char *collection, const char *id)
+/* The document's one-line text, or NULL when the object does not exist;
+ * in the latest state, or as snapshot shows it when not NULL. */
+static char *document_text_in(sync_store_snapshot *snapshot, const char *collection,
+                              const char *id)
 {
     json_t *id_value = value_of(id);
     json_t *document = NULL;
-    int result = sync_store_get_document(test_store, collection, id_value, &document);
+    int result = snapshot != NULL
+                     ? sync_store_snapshot_get_document(snapshot, collection, id_value, &document)
+                     : sync_store_get_document(test_store, collection, id_value, &document);
     json_decref(id_value);
     if (result == -ENOENT)
         return NULL;
@@ -151,6 +155,11 @@ static char *document_text(const char *collection, const char *id)
     char *text = format_or_null(document);
     json_decref(document);
     return text;
+}
+
+static char *document_text(const char *collection, const char *id)
+{
+    return document_text_in(NULL, collection, id);
 }
 
 static void assert_document(const char *collection, const char *id, const char *expected)
@@ -703,6 +712,14 @@ START_TEST(test_snapshot_does_not_see_later_writes)
     ck_assert_int_eq(sync_store_snapshot_count(after, "Never", &count), 0);
     ck_assert_uint_eq(count, 0);
     assert_document("Task", "1", "{\"_id\": 1, \"n\": 2}");
+    free(old_text);
+    free(new_text);
+    old_text = document_text_in(before, "Task", "1");
+    ck_assert_str_eq(old_text, "{\"_id\": 1, \"n\": 1}");
+    ck_assert_ptr_null(document_text_in(before, "Task", "2"));
+    ck_assert_ptr_null(document_text_in(after, "Never", "1"));
+    new_text = document_text_in(after, "Task", "2");
+    ck_assert_str_eq(new_text, "{\"_id\": 2}");
     free(old_text);
     free(new_text);
     sync_store_snapshot_end(before);
