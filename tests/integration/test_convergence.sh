@@ -50,6 +50,7 @@ for ((m = 0; m < MOUNT_COUNT; m++)); do
   "$REALMFS_SERVER" user add --data "$SERVER_DATA" "user$m@example.com" \
     --password-file "$TEST_ROOT/password" >/dev/null || bail_out "cannot add user$m"
 done
+: >"$SERVER_LOG"
 "$REALMFS_SERVER" serve --app "$APP" --data "$SERVER_DATA" --listen 127.0.0.1:0 \
   --log-level info 2>"$SERVER_LOG" </dev/null &
 SERVER_PID=$!
@@ -143,8 +144,9 @@ worker() {
       elif ((choice < 72)); then
         operation="vim"
         # :x writes only when the substitution changed something, so a
-        # file deleted meanwhile is not written back empty.
-        timeout 30 vim -es -c "set backupcopy=no" \
+        # file deleted meanwhile is not written back empty.  vim -es shows
+        # no message: its verbosefile gets them.
+        timeout 30 vim -es -c "set verbosefile=$errors backupcopy=no" \
           -c "%s/\"owner_id\": \"[^\"]*\"/\"owner_id\": \"vim $number.$step\"/e" -c x \
           "$file" 2>"$errors" </dev/null
       elif ((choice < 84)); then
@@ -286,6 +288,10 @@ for mount in "${MOUNTS[@]}"; do
   ok "$(basename "$mount") shows what the server holds" shows_what_the_server_holds "$mount"
 done
 ok "all mounts show the same objects" mounts_agree
+for mount in "${MOUNTS[@]}"; do
+  jq -r '"# \(input_filename | split("/")[-3]) records \(.operation) \(.error)"' \
+    "$mount/.realmfs/errors" | sort | uniq -c | sed 's/^ *\([0-9]*\) \(.*\)/\2: \1/'
+done
 
 for mount in "${MOUNTS[@]}"; do
   unmount_realm "$mount"

@@ -14,10 +14,11 @@
  *
  * Commands are signals, so a shell script gives them with kill:
  *
- *   SIGHUP   cut: reset every connection (both ends get ECONNRESET and the
- *            bytes in flight are lost); new connections are forwarded
+ *   SIGHUP   cut: reset every connection (both ends get ECONNRESET, and what
+ *            the proxy read but did not pass on yet is lost); new
+ *            connections are forwarded
  *   SIGUSR1  down: cut, then reset every new connection as soon as it is
- *            accepted (a client sees its connection refused), until SIGUSR2
+ *            accepted (the client sees it reset at once), until SIGUSR2
  *   SIGUSR2  up: forward new connections again
  *   SIGTERM, SIGINT  reset every connection and exit 0
  *
@@ -320,8 +321,8 @@ static void serve(proxy *proxy)
 int main(int argc, char **argv)
 {
     proxy proxy = {0};
-    struct sockaddr_in listen_address;
-    parse_address("127.0.0.1:0", &listen_address);
+    struct sockaddr_in listen_address = {.sin_family = AF_INET,
+                                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     bool have_target = false;
     for (int i = 1; i < argc; i++) {
         if (i + 1 == argc)
