@@ -107,4 +107,27 @@ bool value_equal(const json_t *a, const json_t *b);
  */
 json_t *value_get_path(const json_t *document, const char *dotted_path);
 
+/*
+ * Text helpers shared by the parsers (Extended JSON, RQL).
+ */
+
+/* Length of the well-formed UTF-8 sequence at bytes (available > 0 bytes
+ * readable): 1 for ASCII, 2 to 4 otherwise, 0 when it is not well-formed
+ * (overlong forms, surrogates, beyond U+10FFFF, truncated), as jansson
+ * checks strings. */
+size_t value_utf8_sequence_length(const unsigned char *bytes, size_t available);
+
+/* Write code_point (at most 0x10FFFF) as UTF-8 into out (4 bytes of room);
+ * returns the number of bytes written. */
+size_t value_encode_utf8(uint32_t code_point, char *out);
+
+/* Standard base64 with padding.  encode returns a malloc'd NUL-terminated
+ * string (NULL when out of memory).  decode accepts the standard alphabet
+ * with or without trailing '=' padding (no whitespace) and returns a
+ * malloc'd buffer (never NULL on success, even for 0 bytes) with its size, or
+ * NULL with *invalid set when the text is not base64 (false when out of
+ * memory). */
+char *value_base64_encode(const uint8_t *data, size_t size);
+uint8_t *value_base64_decode(const char *text, size_t length, size_t *size, bool *invalid);
+
 #endif

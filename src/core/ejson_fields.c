@@ -206,34 +206,6 @@ static inline size_t plain_length(const char *bytes, size_t available)
     return length;
 }
 
-/* Length of the well-formed UTF-8 sequence (as jansson checks it: no
- * overlong forms, surrogates or code points beyond U+10FFFF) of a
- * non-ASCII byte at bytes; 0 when it is not one. */
-static size_t utf8_sequence_length(const unsigned char *bytes, size_t available)
-{
-    unsigned char lead = bytes[0], second_low = 0x80, second_high = 0xBF;
-    size_t length;
-    if (lead >= 0xC2 && lead <= 0xDF) {
-        length = 2;
-    } else if (lead >= 0xE0 && lead <= 0xEF) {
-        length = 3;
-        second_low = lead == 0xE0 ? 0xA0 : 0x80;
-        second_high = lead == 0xED ? 0x9F : 0xBF;
-    } else if (lead >= 0xF0 && lead <= 0xF4) {
-        length = 4;
-        second_low = lead == 0xF0 ? 0x90 : 0x80;
-        second_high = lead == 0xF4 ? 0x8F : 0xBF;
-    } else {
-        return 0;
-    }
-    if (available < length || bytes[1] < second_low || bytes[1] > second_high)
-        return 0;
-    for (size_t i = 2; i < length; i++)
-        if (bytes[i] < 0x80 || bytes[i] > 0xBF)
-            return 0;
-    return length;
-}
-
 /* The four hex digits of a \u escape at text (after the "\u"), or -1. */
 static long hex_quad(const char *text, size_t available)
 {
@@ -313,7 +285,7 @@ static size_t find_string_end(const char *text, size_t at, size_t end, bool *esc
         } else if (c < 0x20) {
             used = 0;
         } else if (c >= 0x80) {
-            used = utf8_sequence_length((const unsigned char *)text + at, end - at);
+            used = value_utf8_sequence_length((const unsigned char *)text + at, end - at);
         }
         if (used == 0)
             return 0;

@@ -196,42 +196,12 @@ static rql_text rql_text_tail(rql_text text, size_t offset)
     return (rql_text){text.bytes + offset, text.length - offset};
 }
 
-/* Length of the well-formed UTF-8 sequence at bytes, or 0 when it is not one
- * (overlong forms, surrogates, beyond U+10FFFF, truncated). */
-static size_t rql_utf8_sequence_length(const unsigned char *bytes, size_t available)
-{
-    unsigned char lead = bytes[0];
-    unsigned char second_low = 0x80, second_high = 0xBF;
-    size_t length;
-    if (lead < 0x80)
-        return 1;
-    if (lead >= 0xC2 && lead <= 0xDF) {
-        length = 2;
-    } else if (lead >= 0xE0 && lead <= 0xEF) {
-        length = 3;
-        second_low = lead == 0xE0 ? 0xA0 : 0x80;
-        second_high = lead == 0xED ? 0x9F : 0xBF;
-    } else if (lead >= 0xF0 && lead <= 0xF4) {
-        length = 4;
-        second_low = lead == 0xF0 ? 0x90 : 0x80;
-        second_high = lead == 0xF4 ? 0x8F : 0xBF;
-    } else {
-        return 0;
-    }
-    if (available < length || bytes[1] < second_low || bytes[1] > second_high)
-        return 0;
-    for (size_t index = 2; index < length; index++)
-        if (bytes[index] < 0x80 || bytes[index] > 0xBF)
-            return 0;
-    return length;
-}
-
 /* The code point at *offset, advancing past it.  A byte that does not start
  * well-formed UTF-8 stands for itself, so matching never stalls. */
 static uint32_t rql_next_code_point(rql_text text, size_t *offset)
 {
     const unsigned char *bytes = (const unsigned char *)text.bytes + *offset;
-    size_t length = rql_utf8_sequence_length(bytes, text.length - *offset);
+    size_t length = value_utf8_sequence_length(bytes, text.length - *offset);
     if (length <= 1) {
         (*offset)++;
         return bytes[0];
@@ -891,7 +861,7 @@ static bool rql_skip_identifier(rql_parser *parser, size_t *offset)
     const char *text = parser->text;
     while (rql_is_identifier_part(text[*offset])) {
         const unsigned char *bytes = (const unsigned char *)text + *offset;
-        size_t length = rql_utf8_sequence_length(bytes, strnlen(text + *offset, 4));
+        size_t length = value_utf8_sequence_length(bytes, strnlen(text + *offset, 4));
         if (length == 0) {
             rql_fail(parser, *offset, "invalid UTF-8 in a field name");
             return false;
@@ -979,30 +949,6 @@ static size_t rql_find_closing_quote(const char *text, size_t start)
     return 0;
 }
 
-static size_t rql_encode_utf8(uint32_t code_point, char *out)
-{
-    if (code_point < 0x80) {
-        out[0] = (char)code_point;
-        return 1;
-    }
-    if (code_point < 0x800) {
-        out[0] = (char)(0xC0 | (code_point >> 6));
-        out[1] = (char)(0x80 | (code_point & 0x3F));
-        return 2;
-    }
-    if (code_point < 0x10000) {
-        out[0] = (char)(0xE0 | (code_point >> 12));
-        out[1] = (char)(0x80 | ((code_point >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (code_point & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (code_point >> 18));
-    out[1] = (char)(0x80 | ((code_point >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((code_point >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (code_point & 0x3F));
-    return 4;
-}
-
 /* The four hex digits after "\u" at offset, or -1. */
 static long rql_read_unicode_escape(const char *text, size_t offset)
 {
@@ -1042,7 +988,7 @@ static bool rql_decode_unicode_escape(rql_parser *parser, size_t *offset, char *
         rql_fail(parser, *offset, "a low surrogate \\u%04lX must follow a high one", code_unit);
         return false;
     }
-    *out_length += rql_encode_utf8(code_point, out + *out_length);
+    *out_length += value_encode_utf8(code_point, out + *out_length);
     *offset += escape_length;
     return true;
 }
@@ -1081,7 +1027,7 @@ static bool rql_decode_string(rql_parser *parser, size_t start, size_t end, char
                 return false;
             continue;
         }
-        size_t length = rql_utf8_sequence_length(bytes, end - offset);
+        size_t length = value_utf8_sequence_length(bytes, end - offset);
         if (length == 0) {
             rql_fail(parser, offset, "invalid UTF-8 in a string");
             return false;
@@ -1433,48 +1379,6 @@ static bool rql_lex_uuid(rql_parser *parser, rql_token *token, size_t start)
     return rql_set_token_value(parser, token, offset, value_new_uuid(bytes));
 }
 
-static int rql_base64_value(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-/* Decode padded standard base64 into out, which holds 3 * length / 4
- * bytes.  False when text is not base64. */
-static bool rql_decode_base64(const char *text, size_t length, uint8_t *out, size_t *size)
-{
-    if (length % 4 != 0)
-        return false;
-    size_t padding = 0;
-    while (padding < 2 && padding < length && text[length - 1 - padding] == '=')
-        padding++;
-    uint32_t bits = 0;
-    size_t bit_count = 0;
-    *size = 0;
-    for (size_t index = 0; index < length - padding; index++) {
-        int value = rql_base64_value(text[index]);
-        if (value < 0)
-            return false;
-        bits = (bits << 6) | (uint32_t)value;
-        bit_count += 6;
-        if (bit_count >= 8) {
-            bit_count -= 8;
-            out[(*size)++] = (uint8_t)(bits >> bit_count);
-            bits &= (1u << bit_count) - 1;
-        }
-    }
-    return true;
-}
-
 /* B64"<base64>", start just after the opening quote. */
 static bool rql_lex_binary(rql_parser *parser, rql_token *token, size_t start)
 {
@@ -1484,18 +1388,23 @@ static bool rql_lex_binary(rql_parser *parser, rql_token *token, size_t start)
         return false;
     }
     size_t length = (size_t)(close - (parser->text + start));
-    uint8_t *bytes = malloc(3 * length / 4 + 1);
     size_t size;
+    bool invalid = false;
+    /* Realm writes B64"..." padded, so unpadded text is refused here even
+     * though value_base64_decode would take it. */
+    uint8_t *bytes = length % 4 == 0
+                         ? value_base64_decode(parser->text + start, length, &size, &invalid)
+                         : NULL;
+    if (length % 4 != 0 || invalid) {
+        rql_fail(parser, token->position, "invalid base64 in B64\"...\"");
+        return false;
+    }
     if (!bytes) {
         rql_fail_out_of_memory(parser);
         return false;
     }
-    bool ok = rql_decode_base64(parser->text + start, length, bytes, &size);
-    if (!ok)
-        rql_fail(parser, token->position, "invalid base64 in B64\"...\"");
-    else
-        ok = rql_set_token_value(parser, token, start + length + 1,
-                                 value_new_binary(bytes, size, 0));
+    bool ok = rql_set_token_value(parser, token, start + length + 1,
+                                  value_new_binary(bytes, size, 0));
     free(bytes);
     return ok;
 }

@@ -96,6 +96,33 @@ char *value_base64_encode(const uint8_t *data, size_t size)
     return out;
 }
 
+size_t value_utf8_sequence_length(const unsigned char *bytes, size_t available)
+{
+    unsigned char lead = bytes[0], second_low = 0x80, second_high = 0xBF;
+    size_t length;
+    if (lead < 0x80)
+        return 1;
+    if (lead >= 0xC2 && lead <= 0xDF) {
+        length = 2;
+    } else if (lead >= 0xE0 && lead <= 0xEF) {
+        length = 3;
+        second_low = lead == 0xE0 ? 0xA0 : 0x80;
+        second_high = lead == 0xED ? 0x9F : 0xBF;
+    } else if (lead >= 0xF0 && lead <= 0xF4) {
+        length = 4;
+        second_low = lead == 0xF0 ? 0x90 : 0x80;
+        second_high = lead == 0xF4 ? 0x8F : 0xBF;
+    } else {
+        return 0;
+    }
+    if (available < length || bytes[1] < second_low || bytes[1] > second_high)
+        return 0;
+    for (size_t index = 2; index < length; index++)
+        if (bytes[index] < 0x80 || bytes[index] > 0xBF)
+            return 0;
+    return length;
+}
+
 size_t value_encode_utf8(uint32_t code_point, char *out)
 {
     if (code_point < 0x80) {
