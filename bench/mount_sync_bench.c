@@ -13,7 +13,7 @@
  * the next edit waits for it.  write: rewrites the summaries of the
  * objects run-mount-sync imported (sync_bench generate's ids 1..N), as an
  * offline user would, and reports how fast the mount took them.  drain:
- * follows .realmfs/status (every 100 ms) until the mount is connected and
+ * follows .realmfs/status (every 10 ms) until the mount is connected and
  * then until no upload is pending; it reports the time between the two,
  * which leaves the reconnection backoff out.
  */
@@ -208,9 +208,7 @@ static int run_drain(const bench_options *options)
             die("the mount stopped syncing", options->mount);
         if (now - start > options->timeout_seconds)
             die("timed out waiting for the uploads of", options->mount);
-        /* Building the status counts every object of the mount: polling
-         * faster would slow the daemon down measurably. */
-        struct timespec pause = { .tv_nsec = 100 * 1000 * 1000 };
+        struct timespec pause = { .tv_nsec = 10 * 1000 * 1000 };
         nanosleep(&pause, NULL);
     }
     double seconds = now_seconds() - connected_at;

@@ -272,7 +272,8 @@ static void remember_identity(bench_client *client, const protocol_message *mess
 static int run_upload(const bench_options *options)
 {
     bench_client client = {.on_message = remember_identity};
-    client_start(&client, options, NULL);
+    /* A client writes only what its view holds. */
+    client_start(&client, options, "owner_id == \"bench\"");
     wait_for(&client, 1, is_bound, 60, "ident");
     double start = now_seconds();
     for (long sent = 0; sent < options->changesets;) {
@@ -321,7 +322,7 @@ static int run_fanout(const bench_options *options)
         die("out of memory%s", "");
     bench_client *writer = &clients[count];
     writer->on_message = remember_identity;
-    client_start(writer, options, NULL);
+    client_start(writer, options, "owner_id == \"fanout\"");
     wait_for(writer, 1, is_bound, 60, "the writer's ident");
     uint64_t writer_identity = file_identity_of_new_file;
     for (long i = 0; i < count; i++) {

@@ -35,8 +35,19 @@
  *   sync/config.json: "queryable_fields_names"[1]: expected a string, found a number
  *   sync/config.json: line 3, column 12: invalid JSON: invalid token near 'e'
  *
- * A loaded app_config is immutable: many threads may read it at once.
- * Every pointer it hands out lives as long as the app_config.
+ * Threads and changes.  A loaded app_config is the export as read, and
+ * many threads may read it at once as long as nobody changes it.  Only
+ * Development Mode changes it, through the functions under "Changes at run
+ * time" below, which only src/server/sync_schema.c calls; realmfs-server
+ * then gives the app_config to one thread, its engine thread, which alone
+ * reads and changes it from then on.  Changes are additive: a collection
+ * is added or its schema replaced, a queryable field is added; nothing is
+ * removed.
+ *
+ * Every app_collection pointer it hands out, and every string, lives as
+ * long as the app_config.  A collection's schema pointer lives until that
+ * collection's schema is replaced (hold a reference, json_incref, to keep
+ * it longer).
  */
 #ifndef REALMFS_APP_CONFIG_H
 #define REALMFS_APP_CONFIG_H
@@ -58,10 +69,13 @@ typedef struct app_sync_settings {
 } app_sync_settings;
 
 /* One collection directory of the synced data source that holds at least
- * one of schema.json, rules.json and relationships.json. */
+ * one of schema.json, rules.json and relationships.json; or a collection
+ * Development Mode added (then without rules and relationships). */
 typedef struct app_collection {
     const char *name;            /* the schema's "title", else the directory name */
     const char *database;        /* the database directory name */
+    const char *directory;       /* the collection directory name (the name
+                                    itself for an added collection) */
     const char *service;         /* the data source, the sync "service_name" */
     const json_t *schema;        /* passed schema_check; NULL when none */
     const json_t *relationships; /* an object; NULL when none */
@@ -107,7 +121,8 @@ const char *app_config_app_id(const app_config *config);
 const app_sync_settings *app_config_sync(const app_config *config);
 
 /* The collections, sorted by database directory, then collection
- * directory. */
+ * directory, as the export has them; collections added at run time follow,
+ * in the order they were added. */
 size_t app_config_collection_count(const app_config *config);
 const app_collection *app_config_collection_at(const app_config *config, size_t index);
 /* NULL when no collection has that name. */
@@ -125,6 +140,11 @@ const json_t *app_config_default_rule(const app_config *config);
 bool app_config_field_is_queryable(const app_config *config, const char *collection,
                                    const char *field);
 
+/* The fields of "queryable_fields_names" (queryable in every collection),
+ * with those added at run time after them. */
+size_t app_config_queryable_field_count(const app_config *config);
+const char *app_config_queryable_field_at(const app_config *config, size_t index);
+
 /* The one field of "indexed_queryable_fields_names"; NULL when none. */
 const char *app_config_indexed_queryable_field(const app_config *config);
 
@@ -141,5 +161,27 @@ const app_custom_user_data *app_config_custom_user_data(const app_config *config
  * realmfs-server".  The server prints them as one warning at start. */
 size_t app_config_warning_count(const app_config *config);
 const char *app_config_warning_at(const app_config *config, size_t index);
+
+/*
+ * Changes at run time (Development Mode; see "Threads and changes" above).
+ */
+
+/*
+ * Make schema the schema of the collection named name, replacing the one
+ * it had; a collection the app does not have is added, in the sync
+ * "database_name" of the synced data source.  The app_config takes a
+ * reference on schema, which nobody may change afterwards.  0, -ENOMEM, or
+ * -EINVAL with a message "<name>: <problem>" (schema fails schema_check,
+ * or has a "title" other than name) or "sync/config.json: <problem>" (a
+ * collection is to be added while sync/config.json has no
+ * "database_name").  On failure nothing changed.
+ */
+int app_config_set_collection_schema(app_config *config, const char *name, json_t *schema,
+                                     char *message, size_t message_size);
+
+/* Make field queryable in every collection (append it to
+ * "queryable_fields_names"); nothing when it is already there.  0 or
+ * -ENOMEM. */
+int app_config_add_queryable_field(app_config *config, const char *field);
 
 #endif

@@ -72,6 +72,7 @@ typedef enum protocol_message_type {
     PROTOCOL_MESSAGE_ERROR,
     PROTOCOL_MESSAGE_UNBOUND,
     PROTOCOL_MESSAGE_PONG,
+    PROTOCOL_MESSAGE_SCHEMA,
 } protocol_message_type;
 
 typedef enum protocol_peer {
@@ -180,8 +181,20 @@ typedef struct protocol_download_changeset {
     changeset changeset;
 } protocol_download_changeset;
 
+/* One entry of a download's "access": whether the client may write an
+ * object.  An object a client receives is writable until an entry says
+ * otherwise; an entry holds until another entry for the same object, or
+ * until the object leaves the client's view. */
+typedef struct protocol_object_access {
+    char *collection; /* not empty */
+    json_t *id;       /* normalized string, int or ObjectId */
+    bool writable;
+} protocol_object_access;
+
 /* download (server): changesets with server_version strictly increasing
- * and at most the message's server_version. */
+ * and at most the message's server_version; access entries apply after
+ * the changesets (the member is left out of the frame when there are
+ * none). */
 typedef struct protocol_download_body {
     uint64_t server_version;                 /* progress after this message */
     uint64_t last_integrated_client_version; /* the upload acknowledgement */
@@ -191,6 +204,9 @@ typedef struct protocol_download_body {
     protocol_download_changeset *changesets;
     size_t changeset_count;
     size_t changeset_capacity;
+    protocol_object_access *access;
+    size_t access_count;
+    size_t access_capacity;
 } protocol_download_body;
 
 /* query_error (server): a query message the server refused; the session
@@ -207,6 +223,7 @@ typedef struct protocol_compensating_write {
     json_t *id;              /* normalized string, int or ObjectId */
     char *reason;
     json_t *server_document; /* normalized document, NULL for JSON null */
+    uint64_t client_version; /* >= 1: the uploaded changeset the write was in */
 } protocol_compensating_write;
 
 /* error (server).  session 0 exactly for connection-level codes;
@@ -220,6 +237,15 @@ typedef struct protocol_error_body {
     protocol_action action;
     protocol_compensating_write *compensating_write;
 } protocol_error_body;
+
+/* schema (server): the schemas the server holds, after a successful bind
+ * and again whenever they change.  collections is a JSON object, each
+ * member an App Services schema ({"bsonType": "object", ...}) named after
+ * its collection. */
+typedef struct protocol_schema_body {
+    bool development_mode; /* clients may add collections and fields */
+    json_t *collections;
+} protocol_schema_body;
 
 /*
  * A message.  session is 0 for ping and pong (they have none), and for
@@ -239,6 +265,7 @@ typedef struct protocol_message {
         protocol_download_body download;
         protocol_query_error_body query_error;
         protocol_error_body error;
+        protocol_schema_body schema;
     } body;
 } protocol_message;
 
@@ -319,6 +346,11 @@ int protocol_upload_add(protocol_upload_body *upload, changeset *added);
  * *added. */
 int protocol_download_add(protocol_download_body *download, uint64_t server_version,
                           changeset *added);
+
+/* Appends an access entry, with a copy of collection and a new reference
+ * to id (normalized, never changed afterwards). */
+int protocol_download_add_access(protocol_download_body *download, const char *collection,
+                                 json_t *id, bool writable);
 
 /* Copies the strings of one subscription into the query. */
 int protocol_query_add(protocol_query_body *query, const char *collection, const char *name,

@@ -67,7 +67,9 @@ const char *store_last_error(void);
 /* Open (creating it and missing parent directories, unless read_only) the
  * store in directory.  options may be NULL for the defaults.  -ENOENT when
  * read_only and there is no store; -ENOTSUP for a store in a format this
- * build cannot read.  *out is NULL on failure. */
+ * build cannot read.  A store an earlier build wrote is upgraded when
+ * opened for writing; read_only, it gives -ENOTSUP until then.  *out is
+ * NULL on failure. */
 int store_open(const char *directory, const store_options *options, store **out);
 /* Accepts NULL.  Every call using the store must have returned. */
 void store_close(store *store);
@@ -86,6 +88,8 @@ int store_has_collection(store *store, const char *name);
 int store_list_collections(store *store,
                            int (*visit)(const char *name, void *context),
                            void *context);
+/* Each collection keeps its count, changed in the transaction of every
+ * write: counting costs no walk. */
 int store_count_objects(store *store, const char *collection, uint64_t *count);
 
 /* Objects.  -ENOENT when the collection or object does not exist.  Every
@@ -168,6 +172,8 @@ int store_list_schemas(store *store,
  *                  version (1, 2, ...), in the JSON form of changeset.h
  *   subscriptions  (collection, name) -> RQL text, with a version bumped
  *                  on every change of the set
+ *   access         the objects the server said the user may not write
+ *                  (docs/protocol.md, "Access")
  *   progress       the numbers of store_sync_progress
  *
  * Queuing: every store_put_object, store_delete_object and
@@ -198,7 +204,12 @@ typedef struct store_sync_progress {
     uint64_t accepted_query_version;           /* the latest set the server accepted */
     uint64_t refused_query_version;            /* the latest set the server refused, or 0 */
     uint64_t outbox_changesets;                /* changesets waiting for an acknowledgement */
+    uint64_t read_only_objects;                /* objects the user may not write */
+    uint64_t rejected_writes;                  /* store_revert_refused_write calls, ever */
     bool client_reset_pending;                 /* store_begin_client_reset, not completed yet */
+    bool server_schemas;                       /* the schemas are the server's
+                                                  (store_set_server_schemas) */
+    bool development_mode;                     /* ... and the server lets clients extend them */
     /* The server's message for refused_query_version; "" when
      * accepted_query_version is later (the error was fixed). */
     char query_error[512];
@@ -296,8 +307,7 @@ typedef struct store_download_change {
 /*
  * Apply one download message, in one transaction:
  *
- *  - last_in_batch false: the message is staged; nothing visible changes
- *    (*change_count 0).
+ *  - last_in_batch false: the message is staged; no visible text changes.
  *  - last_in_batch true: the staged messages, then this one: the mirror
  *    follows their changesets (changeset_replay); outbox changesets up to
  *    last_integrated_client_version are dropped; every object they or the
@@ -305,10 +315,15 @@ typedef struct store_download_change {
  *    canonical pretty text, or deleted; a collection that does not exist
  *    is created); last_server_version, the acknowledged client version
  *    and the accepted query version advance.
+ *  - either way, access (docs/protocol.md, "Access"): an object a delete
+ *    instruction of the message removes becomes writable, then the
+ *    message's access entries mark objects read-only or writable
+ *    (store_object_is_read_only).
  *
  * *changes (malloc'd, free with store_free_download_changes) lists the
- * objects whose visible text changed, in no particular order, so the
- * caller can invalidate caches.  -EINVAL when the store has no file
+ * objects whose visible text changed, and the visible objects whose
+ * access changed (existed and exists true), in no particular order, so
+ * the caller can invalidate caches.  -EINVAL when the store has no file
  * identity or the download goes backwards (a server_version below
  * last_server_version); -EPROTO (with a message) when a changeset cannot
  * apply (a text the mirror cannot take).  On failure nothing changes.
@@ -334,6 +349,9 @@ int store_discard_staged_downloads(store *store);
  * gives -EAGAIN until the reset completes.  Calling it again before then
  * starts over with the same set-aside outbox.
  *
+ * It also forgets which objects are read-only: the new file's downloads
+ * say it again.
+ *
  * The reset completes in store_apply_download, with the first
  * last_in_batch download whose query_version reaches
  * subscriptions_version (the bootstrap of the current set on the new
@@ -350,5 +368,36 @@ int store_discard_staged_downloads(store *store);
  * one the mount follows.
  */
 int store_begin_client_reset(store *store);
+
+/* 1 when the server said the user may not write the object (store_
+ * apply_download), 0 when it may, or -errno.  Whether the object exists
+ * does not matter. */
+int store_object_is_read_only(store *store, const char *collection, const json_t *id);
+
+/*
+ * A compensating write (docs/protocol.md, "error"): the server refused
+ * what the outbox changesets up to client_version do to the object, and
+ * integrated their other instructions.  In one transaction, the object's
+ * instructions leave those changesets (a changeset left empty leaves the
+ * outbox), the object shows the mirror with the changes still pending on
+ * top (or disappears when that leaves nothing), and rejected_writes grows
+ * by one.  The mirror needs no change: the server's document is what the
+ * downloads bring (the refused write never reached it).  *rejected_text
+ * (malloc'd, NULL when the object was not visible) gets the visible text
+ * from before; *changes lists the object when its visible text changed,
+ * as store_apply_download does.  On failure nothing changes.
+ */
+int store_revert_refused_write(store *store, const char *collection, const json_t *id,
+                               uint64_t client_version, char **rejected_text,
+                               store_download_change **changes, size_t *change_count);
+
+/*
+ * The server's schemas (a schema message): every schema of the store is
+ * replaced by collections ({"<collection>": <App Services schema>, ...},
+ * each one that schema_check accepted), and progress.server_schemas and
+ * development_mode are set, in one transaction.  -EINVAL when collections
+ * is not an object or names an invalid collection.
+ */
+int store_set_server_schemas(store *store, const json_t *collections, bool development_mode);
 
 #endif

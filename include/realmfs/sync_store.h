@@ -137,6 +137,13 @@ int sync_store_integrate(sync_store *store, const changeset *changesets, size_t 
 int sync_store_get_document(sync_store *store, const char *collection, const json_t *id,
                             json_t **document);
 
+/* The merge state of one object (the latest committed one), new in
+ * *state, for the caller to free: an empty state (object_state_new) when
+ * nothing was ever integrated for it.  Lets the server work out what a
+ * changeset would do before it integrates it. */
+int sync_store_get_object_state(sync_store *store, const char *collection, const json_t *id,
+                                object_state **state);
+
 /* ---- History ----------------------------------------------------------- */
 
 /*

@@ -117,6 +117,13 @@ json_t *value_get_path(const json_t *document, const char *dotted_path);
  * checks strings. */
 size_t value_utf8_sequence_length(const unsigned char *bytes, size_t available);
 
+/* The JSON escape at text (a backslash; available bytes readable)
+ * decoded: its length in the text, or 0 when jansson refuses it (an
+ * unknown letter, bad hex digits, a surrogate that is not half of a pair;
+ * \u0000 is allowed, as ejson_parse allows NUL in strings).  *code_point
+ * is the character it stands for. */
+size_t value_decode_json_escape(const char *text, size_t available, long *code_point);
+
 /* Write code_point (at most 0x10FFFF) as UTF-8 into out (4 bytes of room);
  * returns the number of bytes written. */
 size_t value_encode_utf8(uint32_t code_point, char *out);

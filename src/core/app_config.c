@@ -45,10 +45,12 @@ struct app_config {
     const char *name;
     const char *app_id;
     app_sync_settings sync;
-    const json_t *queryable_fields;            /* array of strings or NULL */
+    json_t *queryable_fields;                  /* array of strings or NULL; owned */
     const json_t *collection_queryable_fields; /* object of such arrays or NULL */
     const char *indexed_queryable_field;
-    app_collection *collections; /* name and database owned, JSON referenced */
+    /* Each collection is allocated apart, so that a pointer to it stays
+     * valid when more are added.  Strings owned, JSON referenced. */
+    app_collection **collections;
     size_t collection_count;
     size_t collection_capacity;
     bool provider_enabled[APP_AUTH_PROVIDER_COUNT];
@@ -614,7 +616,7 @@ static int app_config_read_queryable_fields(app_config_loader *loader, const jso
                                                "queryable_fields_names", &fields);
     if (result != 0)
         return result;
-    loader->config->queryable_fields = fields;
+    loader->config->queryable_fields = json_incref(fields);
     result = app_config_read_indexed_field(loader, document);
     if (result == 0)
         result = app_config_read_collection_fields(loader, document);
@@ -751,14 +753,56 @@ typedef struct app_config_collection_files {
 } app_config_collection_files;
 
 /* The app_config owns what its collections point to; the public struct
- * shows them as const so that callers cannot change them. */
-static void app_config_collection_release(app_collection *collection)
+ * shows them as const so that callers cannot change them.  NULL is
+ * allowed. */
+static void app_config_collection_free(app_collection *collection)
 {
+    if (collection == NULL)
+        return;
     free((char *)collection->name);
     free((char *)collection->database);
+    free((char *)collection->directory);
     json_decref((json_t *)collection->schema);
     json_decref((json_t *)collection->relationships);
     json_decref((json_t *)collection->rules);
+    free(collection);
+}
+
+/* A collection with its strings copied and no JSON; NULL when out of
+ * memory. */
+static app_collection *app_config_collection_new(const app_config *config, const char *name,
+                                                 const char *database, const char *directory)
+{
+    app_collection *collection = calloc(1, sizeof *collection);
+    if (collection == NULL)
+        return NULL;
+    collection->name = strdup(name);
+    collection->database = strdup(database);
+    collection->directory = strdup(directory);
+    collection->service = config->sync.service_name;
+    if (collection->name == NULL || collection->database == NULL
+        || collection->directory == NULL) {
+        app_config_collection_free(collection);
+        return NULL;
+    }
+    return collection;
+}
+
+/* Appends collection, which the app_config then owns; on failure it is
+ * freed.  0 or -ENOMEM. */
+static int app_config_append_collection(app_config *config, app_collection *collection)
+{
+    app_collection **collections = app_config_grow(config->collections,
+                                                   &config->collection_capacity,
+                                                   config->collection_count,
+                                                   sizeof *config->collections);
+    if (collections == NULL) {
+        app_config_collection_free(collection);
+        return -ENOMEM;
+    }
+    config->collections = collections;
+    collections[config->collection_count++] = collection;
+    return 0;
 }
 
 static int app_config_read_collection_file(const app_config_loader *loader,
@@ -821,29 +865,16 @@ static int app_config_check_unique_name(const app_config_loader *loader,
 
 static int app_config_add_collection(app_config_loader *loader,
                                      const app_config_collection_files *files, const char *name,
-                                     const char *database)
+                                     const char *database, const char *directory_name)
 {
-    app_config *config = loader->config;
-    app_collection *collections = app_config_grow(config->collections,
-                                                  &config->collection_capacity,
-                                                  config->collection_count,
-                                                  sizeof *config->collections);
-    if (collections == NULL)
+    app_collection *collection = app_config_collection_new(loader->config, name, database,
+                                                           directory_name);
+    if (collection == NULL
+        || app_config_append_collection(loader->config, collection) != 0)
         return app_config_fail(loader, -ENOMEM, files->directory, "out of memory");
-    config->collections = collections;
-    app_collection collection = {
-        .name = strdup(name),
-        .database = strdup(database),
-        .service = config->sync.service_name,
-    };
-    if (collection.name == NULL || collection.database == NULL) {
-        app_config_collection_release(&collection);
-        return app_config_fail(loader, -ENOMEM, files->directory, "out of memory");
-    }
-    collection.schema = json_incref(files->schema);
-    collection.rules = json_incref(files->rules);
-    collection.relationships = json_incref(files->relationships);
-    collections[config->collection_count++] = collection;
+    collection->schema = json_incref(files->schema);
+    collection->rules = json_incref(files->rules);
+    collection->relationships = json_incref(files->relationships);
     return 0;
 }
 
@@ -862,7 +893,7 @@ static int app_config_load_collection(app_config_loader *loader, const char *dat
         const char *name = title != NULL ? title : directory_name;
         result = app_config_check_unique_name(loader, &files, name);
         if (result == 0)
-            result = app_config_add_collection(loader, &files, name, database);
+            result = app_config_add_collection(loader, &files, name, database, directory_name);
     }
     json_decref(files.schema);
     json_decref(files.rules);
@@ -1141,8 +1172,9 @@ void app_config_free(app_config *config)
     if (config == NULL)
         return;
     for (size_t i = 0; i < config->collection_count; i++)
-        app_config_collection_release(&config->collections[i]);
+        app_config_collection_free(config->collections[i]);
     free(config->collections);
+    json_decref(config->queryable_fields);
     app_config_strings_clear(&config->warnings);
     json_decref(config->default_rule);
     json_decref(config->custom_user_data_document);
@@ -1177,14 +1209,14 @@ size_t app_config_collection_count(const app_config *config)
 
 const app_collection *app_config_collection_at(const app_config *config, size_t index)
 {
-    return index < config->collection_count ? &config->collections[index] : NULL;
+    return index < config->collection_count ? config->collections[index] : NULL;
 }
 
 const app_collection *app_config_find_collection(const app_config *config, const char *name)
 {
     for (size_t i = 0; i < config->collection_count; i++) {
-        if (strcmp(config->collections[i].name, name) == 0)
-            return &config->collections[i];
+        if (strcmp(config->collections[i]->name, name) == 0)
+            return config->collections[i];
     }
     return NULL;
 }
@@ -1206,6 +1238,16 @@ bool app_config_field_is_queryable(const app_config *config, const char *collect
         return true;
     return app_config_list_contains(
         json_object_get(config->collection_queryable_fields, collection), field);
+}
+
+size_t app_config_queryable_field_count(const app_config *config)
+{
+    return json_array_size(config->queryable_fields);
+}
+
+const char *app_config_queryable_field_at(const app_config *config, size_t index)
+{
+    return json_string_value(json_array_get(config->queryable_fields, index));
 }
 
 const char *app_config_indexed_queryable_field(const app_config *config)
@@ -1231,4 +1273,62 @@ size_t app_config_warning_count(const app_config *config)
 const char *app_config_warning_at(const app_config *config, size_t index)
 {
     return index < config->warnings.count ? config->warnings.items[index] : NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Changes at run time                                                      */
+
+/* Messages of run-time changes are "<subject>: <problem>", as the load's
+ * are; a loader without a directory carries them. */
+static int app_config_check_new_schema(const app_config_loader *loader, const char *name,
+                                       const json_t *schema)
+{
+    char problem[512];
+    if (schema_check(schema, problem, sizeof problem) != 0)
+        return app_config_fail(loader, -EINVAL, name, "%s", problem);
+    const char *title = json_string_value(json_object_get(schema, "title"));
+    if (title != NULL && strcmp(title, name) != 0)
+        return app_config_fail(loader, -EINVAL, name, "\"title\": expected \"%s\", found \"%s\"",
+                               name, title);
+    return 0;
+}
+
+int app_config_set_collection_schema(app_config *config, const char *name, json_t *schema,
+                                     char *message, size_t message_size)
+{
+    const app_config_loader loader = {
+        .directory_fd = -1, .config = config, .message = message, .message_size = message_size,
+    };
+    if (message_size > 0)
+        message[0] = '\0';
+    int result = app_config_check_new_schema(&loader, name, schema);
+    if (result != 0)
+        return result;
+    app_collection *collection = (app_collection *)app_config_find_collection(config, name);
+    if (collection != NULL) {
+        json_decref((json_t *)collection->schema);
+        collection->schema = json_incref(schema);
+        return 0;
+    }
+    const char *database = config->sync.database_name;
+    if (database == NULL)
+        return app_config_fail(&loader, -EINVAL, app_config_sync_file,
+                               "cannot add collection \"%s\": \"database_name\" is not set", name);
+    collection = app_config_collection_new(config, name, database, name);
+    if (collection == NULL || app_config_append_collection(config, collection) != 0)
+        return app_config_fail(&loader, -ENOMEM, name, "out of memory");
+    collection->schema = json_incref(schema);
+    return 0;
+}
+
+int app_config_add_queryable_field(app_config *config, const char *field)
+{
+    if (app_config_list_contains(config->queryable_fields, field))
+        return 0;
+    if (config->queryable_fields == NULL) {
+        config->queryable_fields = json_array();
+        if (config->queryable_fields == NULL)
+            return -ENOMEM;
+    }
+    return json_array_append_new(config->queryable_fields, json_string(field)) == 0 ? 0 : -ENOMEM;
 }

@@ -206,65 +206,6 @@ static inline size_t plain_length(const char *bytes, size_t available)
     return length;
 }
 
-/* The four hex digits of a \u escape at text (after the "\u"), or -1. */
-static long hex_quad(const char *text, size_t available)
-{
-    if (available < 4)
-        return -1;
-    long value = 0;
-    for (size_t i = 0; i < 4; i++) {
-        int digit = value_hex_digit(text[i]);
-        if (digit < 0)
-            return -1;
-        value = value * 16 + digit;
-    }
-    return value;
-}
-
-static bool is_high_surrogate(long unit)
-{
-    return unit >= 0xD800 && unit <= 0xDBFF;
-}
-
-static bool is_low_surrogate(long unit)
-{
-    return unit >= 0xDC00 && unit <= 0xDFFF;
-}
-
-/* The escape at text (a backslash) decoded: its length in the text, or 0
- * when jansson refuses it (an unknown letter, bad hex digits, a surrogate
- * that is not half of a pair; \u0000 is allowed, as ejson_parse allows
- * NUL in strings).  *code_point is the character it stands for. */
-static size_t decode_escape(const char *text, size_t available, long *code_point)
-{
-    static const char simple[] = "\"\"\\\\//b\bf\fn\nr\rt\t";
-    if (available < 2)
-        return 0;
-    if (text[1] != 'u') {
-        for (size_t i = 0; i + 1 < sizeof simple; i += 2) {
-            if (text[1] == simple[i]) {
-                *code_point = (unsigned char)simple[i + 1];
-                return 2;
-            }
-        }
-        return 0;
-    }
-    long unit = hex_quad(text + 2, available - 2);
-    if (unit < 0 || is_low_surrogate(unit))
-        return 0;
-    if (!is_high_surrogate(unit)) {
-        *code_point = unit;
-        return 6;
-    }
-    if (available < 8 || text[6] != '\\' || text[7] != 'u')
-        return 0;
-    long low = hex_quad(text + 8, available - 8);
-    if (!is_low_surrogate(low))
-        return 0;
-    *code_point = 0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00);
-    return 12;
-}
-
 /* The rest of a string from at, the first byte of it that needs a closer
  * look (see reader_scan_string): returns where its closing quote is, or 0
  * (where no closing quote can be, as the opening one is before it) when
@@ -280,7 +221,7 @@ static size_t find_string_end(const char *text, size_t at, size_t end, bool *esc
         if (c == '"')
             return at;
         if (c == '\\') {
-            used = decode_escape(text + at, end - at, &code_point);
+            used = value_decode_json_escape(text + at, end - at, &code_point);
             *escaped = true;
         } else if (c < 0x20) {
             used = 0;
@@ -327,9 +268,9 @@ static json_t *new_unescaped_string(text_span raw)
         return NULL;
     size_t length = 0;
     for (size_t at = 0; at < raw.length;) {
-        long code_point = 0; /* decode_escape sets it: the text was checked */
+        long code_point = 0; /* value_decode_json_escape sets it: the text was checked */
         if (raw.bytes[at] == '\\') {
-            at += decode_escape(raw.bytes + at, raw.length - at, &code_point);
+            at += value_decode_json_escape(raw.bytes + at, raw.length - at, &code_point);
             length += value_encode_utf8((uint32_t)code_point, decoded + length);
         } else {
             decoded[length++] = raw.bytes[at++];

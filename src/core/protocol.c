@@ -126,19 +126,22 @@ static void protocol_locate(char location[PROTOCOL_LOCATION_SIZE], const char *f
  * that own nothing.  write_text appends the text json_dumps would write of
  * write's result, or returns false when write would fail for the field
  * itself (out of memory shows in text->failed); it is NULL for the kinds
- * of fields that no download holds (protocol_serialize_download). */
+ * of fields that no download holds (protocol_serialize_download).  absent
+ * says whether the field holds nothing, for the codecs of optional
+ * members, which are then left out of the frame. */
 typedef struct protocol_codec {
     int (*read)(const json_t *value, void *field, const char *location, protocol_error *error);
     json_t *(*write)(const void *field);
     void (*clear)(void *field);
     bool (*write_text)(protocol_text *text, const void *field);
+    bool (*absent)(const void *field);
 } protocol_codec;
 
 typedef struct protocol_member {
     const char *name;
     size_t offset; /* of the field in the struct the table describes */
     const protocol_codec *codec;
-    bool optional; /* the field is a pointer; NULL leaves the member out */
+    bool optional; /* may be missing; left out when the codec finds it absent */
 } protocol_member;
 
 static void *protocol_field(void *base, const protocol_member *member)
@@ -149,6 +152,17 @@ static void *protocol_field(void *base, const protocol_member *member)
 static const void *protocol_const_field(const void *base, const protocol_member *member)
 {
     return (const char *)base + member->offset;
+}
+
+static bool protocol_member_absent(const protocol_member *member, const void *field)
+{
+    return member->optional && member->codec->absent(field);
+}
+
+/* The absent of optional members that are a pointer: NULL. */
+static bool protocol_pointer_absent(const void *field)
+{
+    return *(const void *const *)field == NULL;
 }
 
 static bool protocol_member_known(const protocol_member *members, size_t count,
@@ -213,7 +227,7 @@ static json_t *protocol_write_object(const protocol_member *members, size_t coun
     *failed = NULL;
     for (size_t i = 0; object && i < count; i++) {
         const void *field = protocol_const_field(base, &members[i]);
-        if (members[i].optional && *(const void *const *)field == NULL)
+        if (protocol_member_absent(&members[i], field))
             continue;
         if (json_object_set_new(object, members[i].name, members[i].codec->write(field)) != 0) {
             *failed = members[i].name;
@@ -233,7 +247,7 @@ static bool protocol_write_object_text(protocol_text *text, const protocol_membe
     bool first = true;
     for (size_t i = 0; i < count; i++) {
         const void *field = protocol_const_field(base, &members[i]);
-        if (members[i].optional && *(const void *const *)field == NULL)
+        if (protocol_member_absent(&members[i], field))
             continue;
         protocol_text_add_member_name(text, members[i].name, first);
         first = false;
@@ -356,9 +370,9 @@ static bool protocol_write_integer_text(protocol_text *text, const void *field)
 }
 
 static const protocol_codec protocol_unsigned_codec = {
-    protocol_read_unsigned, protocol_write_integer, NULL, protocol_write_integer_text};
+    protocol_read_unsigned, protocol_write_integer, NULL, protocol_write_integer_text, NULL};
 static const protocol_codec protocol_positive_codec = {
-    protocol_read_positive, protocol_write_integer, NULL, protocol_write_integer_text};
+    protocol_read_positive, protocol_write_integer, NULL, protocol_write_integer_text, NULL};
 
 static int protocol_read_boolean(const json_t *value, void *field, const char *location,
                                  protocol_error *error)
@@ -382,7 +396,7 @@ static bool protocol_write_boolean_text(protocol_text *text, const void *field)
 }
 
 static const protocol_codec protocol_boolean_codec = {
-    protocol_read_boolean, protocol_write_boolean, NULL, protocol_write_boolean_text};
+    protocol_read_boolean, protocol_write_boolean, NULL, protocol_write_boolean_text, NULL};
 
 /* Numbers that are hints accept integers too: JavaScript writes 1.0 as 1. */
 static int protocol_read_number(const json_t *value, double maximum, double *out,
@@ -429,9 +443,9 @@ static bool protocol_write_fraction_text(protocol_text *text, const void *field)
 }
 
 static const protocol_codec protocol_fraction_codec = {
-    protocol_read_fraction, protocol_write_number, NULL, protocol_write_fraction_text};
-static const protocol_codec protocol_seconds_codec = {protocol_read_seconds,
-                                                      protocol_write_number, NULL, NULL};
+    protocol_read_fraction, protocol_write_number, NULL, protocol_write_fraction_text, NULL};
+static const protocol_codec protocol_seconds_codec = {
+    protocol_read_seconds, protocol_write_number, NULL, NULL, NULL};
 
 /* Whole-string equality: a JSON string may hold a NUL, which strcmp would
  * stop at. */
@@ -487,16 +501,26 @@ static json_t *protocol_write_string(const void *field)
     return json_string(*(char *const *)field);
 }
 
+static bool protocol_write_string_text(protocol_text *text, const void *field)
+{
+    const char *string = *(char *const *)field;
+    if (string == NULL)
+        return false;
+    protocol_text_add_string(text, string, strlen(string));
+    return true;
+}
+
 static void protocol_clear_string(void *field)
 {
     free(*(char **)field);
 }
 
 /* text may be empty; a name may not. */
-static const protocol_codec protocol_text_codec = {protocol_read_text, protocol_write_string,
-                                                   protocol_clear_string, NULL};
-static const protocol_codec protocol_name_codec = {protocol_read_name, protocol_write_string,
-                                                   protocol_clear_string, NULL};
+static const protocol_codec protocol_text_codec = {
+    protocol_read_text, protocol_write_string, protocol_clear_string, NULL, NULL};
+static const protocol_codec protocol_name_codec = {
+    protocol_read_name, protocol_write_string, protocol_clear_string, protocol_write_string_text,
+    NULL};
 
 static int protocol_read_error_code(const json_t *value, void *field, const char *location,
                                     protocol_error *error)
@@ -518,8 +542,8 @@ static json_t *protocol_write_error_code(const void *field)
     return json_integer(*(const protocol_error_code *)field);
 }
 
-static const protocol_codec protocol_error_code_codec = {protocol_read_error_code,
-                                                         protocol_write_error_code, NULL, NULL};
+static const protocol_codec protocol_error_code_codec = {
+    protocol_read_error_code, protocol_write_error_code, NULL, NULL, NULL};
 
 static int protocol_read_action(const json_t *value, void *field, const char *location,
                                 protocol_error *error)
@@ -543,8 +567,8 @@ static json_t *protocol_write_action(const void *field)
     return json_string(protocol_action_names[action]);
 }
 
-static const protocol_codec protocol_action_codec = {protocol_read_action,
-                                                     protocol_write_action, NULL, NULL};
+static const protocol_codec protocol_action_codec = {
+    protocol_read_action, protocol_write_action, NULL, NULL, NULL};
 
 /* ------------------------------------------------------------------------ */
 /* Extended JSON codecs                                                      */
@@ -598,8 +622,18 @@ static void protocol_clear_json(void *field)
     json_decref(*(json_t **)field);
 }
 
-static const protocol_codec protocol_id_codec = {protocol_read_id, protocol_write_id,
-                                                 protocol_clear_json, NULL};
+/* The relaxed text of protocol_write_id, as changesets write their ids. */
+static bool protocol_write_id_text(protocol_text *text, const void *field)
+{
+    const json_t *id = *(json_t *const *)field;
+    if (id == NULL)
+        return false;
+    protocol_text_add_value(text, id);
+    return true;
+}
+
+static const protocol_codec protocol_id_codec = {
+    protocol_read_id, protocol_write_id, protocol_clear_json, protocol_write_id_text, NULL};
 
 static bool protocol_nests_within(const char *text, size_t length, size_t limit);
 
@@ -645,7 +679,7 @@ static json_t *protocol_write_document(const void *field)
 }
 
 static const protocol_codec protocol_document_codec = {
-    protocol_read_document, protocol_write_document, protocol_clear_json, NULL};
+    protocol_read_document, protocol_write_document, protocol_clear_json, NULL, NULL};
 
 /* ------------------------------------------------------------------------ */
 /* Changesets                                                                */
@@ -753,7 +787,7 @@ static void protocol_clear_upload_changesets(void *field)
 
 static const protocol_codec protocol_upload_changesets_codec = {
     protocol_read_upload_changesets, protocol_write_upload_changesets,
-    protocol_clear_upload_changesets, NULL};
+    protocol_clear_upload_changesets, NULL, NULL};
 
 int protocol_download_add(protocol_download_body *download, uint64_t server_version,
                           changeset *added)
@@ -938,7 +972,115 @@ static bool protocol_write_download_changesets_text(protocol_text *text, const v
 
 static const protocol_codec protocol_download_changesets_codec = {
     protocol_read_download_changesets, protocol_write_download_changesets,
-    protocol_clear_download_changesets, protocol_write_download_changesets_text};
+    protocol_clear_download_changesets, protocol_write_download_changesets_text, NULL};
+
+/* ------------------------------------------------------------------------ */
+/* Access entries of a download                                              */
+
+static const protocol_member protocol_object_access_members[] = {
+    {"collection", offsetof(protocol_object_access, collection), &protocol_name_codec, false},
+    {"id", offsetof(protocol_object_access, id), &protocol_id_codec, false},
+    {"writable", offsetof(protocol_object_access, writable), &protocol_boolean_codec, false},
+};
+
+static void protocol_object_access_clear(protocol_object_access *entry)
+{
+    protocol_clear_object(protocol_object_access_members,
+                          PROTOCOL_COUNT_OF(protocol_object_access_members), entry);
+}
+
+static int protocol_download_push_access(protocol_download_body *download,
+                                         const protocol_object_access *entry)
+{
+    protocol_object_access *grown = protocol_grow(download->access, &download->access_capacity,
+                                                  download->access_count, sizeof *grown);
+    if (!grown)
+        return -ENOMEM;
+    download->access = grown;
+    download->access[download->access_count++] = *entry;
+    return 0;
+}
+
+int protocol_download_add_access(protocol_download_body *download, const char *collection,
+                                 json_t *id, bool writable)
+{
+    protocol_object_access entry = {strdup(collection), json_incref(id), writable};
+    if (!entry.collection || protocol_download_push_access(download, &entry) != 0) {
+        protocol_object_access_clear(&entry);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static int protocol_read_object_access(const json_t *element, void *container,
+                                       const char *location, protocol_error *error)
+{
+    protocol_object_access entry = {0};
+    int result = protocol_read_object(element, protocol_object_access_members,
+                                      PROTOCOL_COUNT_OF(protocol_object_access_members), &entry,
+                                      location, error);
+    if (result == 0 && protocol_download_push_access(container, &entry) != 0)
+        result = protocol_out_of_memory(error);
+    if (result != 0)
+        protocol_object_access_clear(&entry);
+    return result;
+}
+
+static int protocol_read_access(const json_t *value, void *field, const char *location,
+                                protocol_error *error)
+{
+    return protocol_read_array(value, location, protocol_read_object_access, field, error);
+}
+
+static json_t *protocol_write_object_access(const void *element)
+{
+    const char *failed;
+    return protocol_write_object(protocol_object_access_members,
+                                 PROTOCOL_COUNT_OF(protocol_object_access_members), element,
+                                 &failed);
+}
+
+static json_t *protocol_write_access(const void *field)
+{
+    const protocol_download_body *download = field;
+    return protocol_write_array(download->access, download->access_count,
+                                sizeof *download->access, protocol_write_object_access);
+}
+
+static bool protocol_write_access_text(protocol_text *text, const void *field)
+{
+    const protocol_download_body *download = field;
+    const char *failed;
+    protocol_text_add(text, "[", 1);
+    for (size_t i = 0; i < download->access_count; i++) {
+        if (i > 0)
+            protocol_text_add(text, ",", 1);
+        if (!protocol_write_object_text(text, protocol_object_access_members,
+                                        PROTOCOL_COUNT_OF(protocol_object_access_members),
+                                        &download->access[i], &failed))
+            return false;
+    }
+    protocol_text_add(text, "]", 1);
+    return true;
+}
+
+static void protocol_clear_access(void *field)
+{
+    protocol_download_body *download = field;
+    for (size_t i = 0; i < download->access_count; i++)
+        protocol_object_access_clear(&download->access[i]);
+    free(download->access);
+}
+
+static bool protocol_access_absent(const void *field)
+{
+    const protocol_download_body *download = field;
+    return download->access_count == 0;
+}
+
+static const protocol_codec protocol_access_codec = {
+    protocol_read_access, protocol_write_access, protocol_clear_access, protocol_write_access_text,
+    protocol_access_absent};
 
 /* ------------------------------------------------------------------------ */
 /* Subscriptions                                                             */
@@ -1038,15 +1180,41 @@ static int protocol_check_unique_names(const protocol_subscription *subscription
     return result;
 }
 
-static int protocol_read_collection(protocol_query_body *query, const char *collection,
-                                    size_t length, const json_t *list, const char *location,
-                                    protocol_error *error)
+/* Reads each member of value, an object whose member names are
+ * collections (not empty, without NUL), with read_member; the member is
+ * at location.<collection>. */
+typedef int (*protocol_collection_member_reader)(const char *collection, const json_t *member,
+                                                 void *context, const char *location,
+                                                 protocol_error *error);
+
+static int protocol_read_by_collection(const json_t *value, const char *location,
+                                       protocol_collection_member_reader read_member,
+                                       void *context, protocol_error *error)
 {
-    char collection_location[PROTOCOL_LOCATION_SIZE];
-    protocol_locate(collection_location, "%s.%.60s", location, collection);
-    if (length == 0 || strlen(collection) != length)
-        return protocol_fail(error, PROTOCOL_ERROR_MALFORMED_MESSAGE,
-                             "%s: a collection name must not be empty or hold a NUL", location);
+    if (!json_is_object(value))
+        return protocol_fail(error, PROTOCOL_ERROR_MALFORMED_MESSAGE, "%s: must be an object",
+                             location);
+    const char *collection;
+    size_t length;
+    json_t *member;
+    json_object_keylen_foreach((json_t *)value, collection, length, member) {
+        if (length == 0 || strlen(collection) != length)
+            return protocol_fail(error, PROTOCOL_ERROR_MALFORMED_MESSAGE,
+                                 "%s: a collection name must not be empty or hold a NUL",
+                                 location);
+        char member_location[PROTOCOL_LOCATION_SIZE];
+        protocol_locate(member_location, "%s.%.60s", location, collection);
+        int result = read_member(collection, member, context, member_location, error);
+        if (result != 0)
+            return result;
+    }
+    return 0;
+}
+
+static int protocol_read_collection(const char *collection, const json_t *list, void *context,
+                                    const char *collection_location, protocol_error *error)
+{
+    protocol_query_body *query = context;
     if (!json_is_array(list) || json_array_size(list) == 0)
         return protocol_fail(error, PROTOCOL_ERROR_MALFORMED_MESSAGE,
                              "%s: must be a non-empty array", collection_location);
@@ -1064,18 +1232,7 @@ static int protocol_read_collection(protocol_query_body *query, const char *coll
 static int protocol_read_subscriptions(const json_t *value, void *field, const char *location,
                                        protocol_error *error)
 {
-    if (!json_is_object(value))
-        return protocol_fail(error, PROTOCOL_ERROR_MALFORMED_MESSAGE, "%s: must be an object",
-                             location);
-    const char *collection;
-    size_t length;
-    json_t *list;
-    json_object_keylen_foreach((json_t *)value, collection, length, list) {
-        int result = protocol_read_collection(field, collection, length, list, location, error);
-        if (result != 0)
-            return result;
-    }
-    return 0;
+    return protocol_read_by_collection(value, location, protocol_read_collection, field, error);
 }
 
 /* Subscriptions of one collection are listed together, collections in the
@@ -1119,7 +1276,8 @@ static void protocol_clear_subscriptions(void *field)
 }
 
 static const protocol_codec protocol_subscriptions_codec = {
-    protocol_read_subscriptions, protocol_write_subscriptions, protocol_clear_subscriptions, NULL};
+    protocol_read_subscriptions, protocol_write_subscriptions, protocol_clear_subscriptions, NULL,
+    NULL};
 
 /* ------------------------------------------------------------------------ */
 /* Compensating writes                                                       */
@@ -1131,6 +1289,8 @@ static const protocol_member protocol_compensating_write_members[] = {
     {"reason", offsetof(protocol_compensating_write, reason), &protocol_text_codec, false},
     {"server_document", offsetof(protocol_compensating_write, server_document),
      &protocol_document_codec, false},
+    {"client_version", offsetof(protocol_compensating_write, client_version),
+     &protocol_positive_codec, false},
 };
 
 /* The write is attached first, so that the message's clear frees what a
@@ -1167,7 +1327,43 @@ static void protocol_clear_compensating_write(void *field)
 
 static const protocol_codec protocol_compensating_write_codec = {
     protocol_read_compensating_write, protocol_write_compensating_write,
-    protocol_clear_compensating_write, NULL};
+    protocol_clear_compensating_write, NULL, protocol_pointer_absent};
+
+/* ------------------------------------------------------------------------ */
+/* Schemas                                                                   */
+
+/* What a schema says is for the client's schema module to judge, so only
+ * its shape is checked here. */
+static int protocol_check_schema(const char *collection, const json_t *schema, void *context,
+                                 const char *location, protocol_error *error)
+{
+    (void)collection;
+    (void)context;
+    if (!json_is_object(schema))
+        return protocol_fail(error, PROTOCOL_ERROR_MALFORMED_MESSAGE, "%s: must be an object",
+                             location);
+    return 0;
+}
+
+static int protocol_read_schemas(const json_t *value, void *field, const char *location,
+                                 protocol_error *error)
+{
+    int result = protocol_read_by_collection(value, location, protocol_check_schema, NULL, error);
+    if (result != 0)
+        return result;
+    *(json_t **)field = json_deep_copy(value);
+    if (!*(json_t **)field)
+        return protocol_out_of_memory(error);
+    return 0;
+}
+
+static json_t *protocol_write_schemas(const void *field)
+{
+    return json_incref(*(json_t *const *)field);
+}
+
+static const protocol_codec protocol_schemas_codec = {
+    protocol_read_schemas, protocol_write_schemas, protocol_clear_json, NULL, NULL};
 
 /* ------------------------------------------------------------------------ */
 /* Messages                                                                  */
@@ -1179,8 +1375,8 @@ static bool protocol_write_type_text(protocol_text *text, const void *field);
 
 /* "type" is read first, to choose the table, then again with the other
  * members: being a member like the others puts it first in the text. */
-static const protocol_codec protocol_type_codec = {protocol_read_type, protocol_write_type, NULL,
-                                                   protocol_write_type_text};
+static const protocol_codec protocol_type_codec = {
+    protocol_read_type, protocol_write_type, NULL, protocol_write_type_text, NULL};
 
 #define PROTOCOL_FIELD(member) offsetof(protocol_message, member)
 #define PROTOCOL_TYPE_MEMBER {"type", PROTOCOL_FIELD(type), &protocol_type_codec, false}
@@ -1250,6 +1446,7 @@ static const protocol_member protocol_download_members[] = {
     {"progress_estimate", PROTOCOL_FIELD(body.download.progress_estimate),
      &protocol_fraction_codec, false},
     {"changesets", PROTOCOL_FIELD(body.download), &protocol_download_changesets_codec, false},
+    {"access", PROTOCOL_FIELD(body.download), &protocol_access_codec, true},
 };
 
 static const protocol_member protocol_query_error_members[] = {
@@ -1273,6 +1470,14 @@ static const protocol_member protocol_error_members[] = {
     {"action", PROTOCOL_FIELD(body.error.action), &protocol_action_codec, false},
     {"compensating_write", PROTOCOL_FIELD(body.error.compensating_write),
      &protocol_compensating_write_codec, true},
+};
+
+static const protocol_member protocol_schema_members[] = {
+    PROTOCOL_TYPE_MEMBER,
+    PROTOCOL_SESSION_MEMBER,
+    {"development_mode", PROTOCOL_FIELD(body.schema.development_mode), &protocol_boolean_codec,
+     false},
+    {"collections", PROTOCOL_FIELD(body.schema.collections), &protocol_schemas_codec, false},
 };
 
 /* A new file has downloaded nothing and had nothing acknowledged. */
@@ -1373,6 +1578,8 @@ static const protocol_message_spec protocol_specs[] = {
                                   PROTOCOL_MEMBERS(protocol_session_members), NULL},
     [PROTOCOL_MESSAGE_PONG] = {"pong", PROTOCOL_SERVER, PROTOCOL_MEMBERS(protocol_ping_members),
                                NULL},
+    [PROTOCOL_MESSAGE_SCHEMA] = {"schema", PROTOCOL_SERVER,
+                                 PROTOCOL_MEMBERS(protocol_schema_members), NULL},
 };
 
 static const protocol_message_spec *protocol_spec_of(protocol_message_type type)

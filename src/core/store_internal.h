@@ -30,8 +30,10 @@ struct store {
     MDB_dbi mirror;
     MDB_dbi outbox;
     MDB_dbi held_deletes;
+    MDB_dbi outbox_index;
     MDB_dbi subscriptions;
     MDB_dbi staged_downloads;
+    MDB_dbi read_only_objects;
 };
 
 /* What a public function is doing: its error messages name the operation
@@ -82,8 +84,9 @@ int store_current_time_ns(const store_call *call, int64_t *nanoseconds);
 /* ---- store_sync.c ---------------------------------------------------- */
 
 /* Opens (creating them unless read-only) the sync databases when options
- * ask for sync or the store was synced before; sets store->synced. */
-int store_sync_open(const store_call *call, bool requested);
+ * ask for sync or the store was synced before; sets store->synced.
+ * upgrading: the store is being upgraded from format 1 (store_lmdb.c). */
+int store_sync_open(const store_call *call, bool requested, bool upgrading);
 
 /* One object a write changes: its visible text before and after (NULL:
  * absent). */

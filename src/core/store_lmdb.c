@@ -2,9 +2,10 @@
  * store_lmdb.c — the object store of store.h on LMDB.
  *
  * One LMDB environment per data directory holds four named databases, and
- * five more for the sync state of a synced store (store_sync.c):
+ * six more for the sync state of a synced store (store_sync.c):
  *
- *   collections  collection name                  -> collection_record
+ *   collections  collection name                  -> collection_record (with
+ *                                                     its object count)
  *   objects      object key (lmdb_support.h)      -> object_header, then text
  *   schemas      collection name                  -> schema text
  *   meta         "format", "version", "sync.*"    -> uint64_t (or text)
@@ -24,16 +25,23 @@
 #include <time.h>
 
 enum {
-    DATABASE_COUNT = 9,
+    DATABASE_COUNT = 11, /* 4 here, 7 in store_sync.c */
 };
 
 #define DEFAULT_MAP_SIZE (UINT64_C(64) << 30)
-#define FORMAT_VERSION UINT64_C(1)
+/* Format 2 added object_count to collection records, and to synced
+ * stores the outbox index and staged downloads kept as documents; a store
+ * in format 1 is upgraded when opened for writing (upgrade_format). */
+#define FORMAT_VERSION UINT64_C(2)
+#define FORMAT_WITHOUT_COUNTS UINT64_C(1)
+#define META_FORMAT "format"
 #define META_VERSION "version"
 
-/* The value stored for each collection. */
+/* The value stored for each collection.  object_count changes in the
+ * transaction of every object write, so counting costs no walk. */
 typedef struct collection_record {
     int64_t created_ns;
+    uint64_t object_count;
 } collection_record;
 
 /* The fixed start of every object value; the canonical text follows. */
@@ -147,23 +155,57 @@ int store_take_next_version(const store_call *call, uint64_t *version)
 /* ------------------------------------------------------------------ */
 /* Collections                                                         */
 
-static int collection_exists(const store_call *call)
+/* The record of the named collection: 1 when it exists, else 0. */
+static int read_collection_record(const store_call *call, const char *collection,
+                                  collection_record *record)
 {
-    MDB_val key = lmdb_text_value(call->lmdb.collection), data;
+    MDB_val key = lmdb_text_value(collection), data;
     int code = mdb_get(call->lmdb.transaction, call->store->collections, &key, &data);
     if (code == MDB_NOTFOUND)
         return 0;
     if (code != 0)
         return lmdb_fail_mdb(&call->lmdb, code, "mdb_get");
+    if (data.mv_size != sizeof *record)
+        return lmdb_fail(&call->lmdb, -EIO, "corrupt collection record (%zu bytes)",
+                         data.mv_size);
+    memcpy(record, data.mv_data, sizeof *record);
     return 1;
+}
+
+/* flags: 0 to replace, MDB_NOOVERWRITE to create (-EEXIST when present). */
+static int write_collection_record(const store_call *call, const char *collection,
+                                   const collection_record *record, unsigned int flags)
+{
+    MDB_val key = lmdb_text_value(collection);
+    MDB_val data = { .mv_size = sizeof *record, .mv_data = (void *)record };
+    int code = mdb_put(call->lmdb.transaction, call->store->collections, &key, &data, flags);
+    if (code == MDB_KEYEXIST)
+        return lmdb_fail(&call->lmdb, -EEXIST, "the collection already exists");
+    if (code != 0)
+        return lmdb_fail_mdb(&call->lmdb, code, "mdb_put");
+    return 0;
+}
+
+static int collection_exists(const store_call *call)
+{
+    collection_record record;
+    return read_collection_record(call, call->lmdb.collection, &record);
+}
+
+/* The call's collection's record; -ENOENT when there is no such
+ * collection. */
+static int require_collection_record(const store_call *call, collection_record *record)
+{
+    int exists = read_collection_record(call, call->lmdb.collection, record);
+    if (exists < 0)
+        return exists;
+    return exists ? 0 : lmdb_fail(&call->lmdb, -ENOENT, "no such collection");
 }
 
 static int require_collection(const store_call *call)
 {
-    int exists = collection_exists(call);
-    if (exists < 0)
-        return exists;
-    return exists ? 0 : lmdb_fail(&call->lmdb, -ENOENT, "no such collection");
+    collection_record record;
+    return require_collection_record(call, &record);
 }
 
 int store_current_time_ns(const store_call *call, int64_t *nanoseconds)
@@ -179,19 +221,11 @@ int store_current_time_ns(const store_call *call, int64_t *nanoseconds)
 
 static int create_collection(const store_call *call)
 {
-    collection_record record;
+    collection_record record = { 0 };
     int result = store_current_time_ns(call, &record.created_ns);
     if (result != 0)
         return result;
-    MDB_val key = lmdb_text_value(call->lmdb.collection);
-    MDB_val data = { .mv_size = sizeof record, .mv_data = &record };
-    int code = mdb_put(call->lmdb.transaction, call->store->collections, &key, &data,
-                       MDB_NOOVERWRITE);
-    if (code == MDB_KEYEXIST)
-        return lmdb_fail(&call->lmdb, -EEXIST, "the collection already exists");
-    if (code != 0)
-        return lmdb_fail_mdb(&call->lmdb, code, "mdb_put");
-    return 0;
+    return write_collection_record(call, call->lmdb.collection, &record, MDB_NOOVERWRITE);
 }
 
 int store_ensure_collection(const store_call *call, const char *collection)
@@ -204,37 +238,30 @@ int store_ensure_collection(const store_call *call, const char *collection)
     return create_collection(&named);
 }
 
-static int refuse_any_object(const lmdb_call *call, const MDB_val *key, const MDB_val *value,
-                             void *state)
+/* The collection that key belongs to gained (added) or lost an object. */
+static int count_object_change(const store_call *call, const lmdb_object_key *key, bool added)
 {
-    (void)key;
-    (void)value;
-    (void)state;
-    return lmdb_fail(call, -ENOTEMPTY, "the collection still holds objects");
-}
-
-static int count_object(const lmdb_call *call, const MDB_val *key, const MDB_val *value,
-                        void *state)
-{
-    (void)call;
-    (void)key;
-    (void)value;
-    uint64_t *count = state;
-    (*count)++;
-    return 0;
+    /* an object key starts with its collection's name and a NUL */
+    const char *collection = (const char *)key->bytes;
+    collection_record record;
+    int exists = read_collection_record(call, collection, &record);
+    if (exists < 0)
+        return exists;
+    if (!exists || (!added && record.object_count == 0))
+        return lmdb_fail(&call->lmdb, -EIO, "the object count of collection \"%s\" is corrupt",
+                         collection);
+    record.object_count = added ? record.object_count + 1 : record.object_count - 1;
+    return write_collection_record(call, collection, &record, 0);
 }
 
 static int drop_collection(const store_call *call)
 {
-    int result = require_collection(call);
+    collection_record record;
+    int result = require_collection_record(call, &record);
     if (result != 0)
         return result;
-    lmdb_object_key start;
-    lmdb_object_key_start(&start, call->lmdb.collection);
-    result = lmdb_for_each_object(&call->lmdb, call->store->objects, &start, refuse_any_object,
-                                  NULL);
-    if (result != 0)
-        return result;
+    if (record.object_count > 0)
+        return lmdb_fail(&call->lmdb, -ENOTEMPTY, "the collection still holds objects");
     MDB_val key = lmdb_text_value(call->lmdb.collection);
     int code = mdb_del(call->lmdb.transaction, call->store->collections, &key, NULL);
     if (code != 0)
@@ -244,13 +271,10 @@ static int drop_collection(const store_call *call)
 
 static int count_objects(const store_call *call, uint64_t *count)
 {
-    int result = require_collection(call);
-    if (result != 0)
-        return result;
-    lmdb_object_key start;
-    lmdb_object_key_start(&start, call->lmdb.collection);
-    *count = 0;
-    return lmdb_for_each_object(&call->lmdb, call->store->objects, &start, count_object, count);
+    collection_record record;
+    int result = require_collection_record(call, &record);
+    *count = result == 0 ? record.object_count : 0;
+    return result;
 }
 
 /* ------------------------------------------------------------------ */
@@ -313,8 +337,16 @@ int store_write_object_record(const store_call *call, const lmdb_object_key *key
         return lmdb_fail(&call->lmdb, -EFBIG, "an object of %zu bytes is too large", size);
     MDB_val key_value = lmdb_object_key_value(key);
     MDB_val data = { .mv_size = sizeof(object_header) + size, .mv_data = NULL };
+    /* Trying to create first finds out, at no extra cost for a new
+     * object, whether the collection's count changes. */
     int code = mdb_put(call->lmdb.transaction, call->store->objects, &key_value, &data,
+                       MDB_RESERVE | MDB_NOOVERWRITE);
+    bool created = code == 0;
+    if (code == MDB_KEYEXIST) {
+        data = (MDB_val){ .mv_size = sizeof(object_header) + size, .mv_data = NULL };
+        code = mdb_put(call->lmdb.transaction, call->store->objects, &key_value, &data,
                        MDB_RESERVE);
+    }
     if (code != 0)
         return lmdb_fail_mdb(&call->lmdb, code, "mdb_put");
     object_header header = { .version = version, .modified_ns = modified_ns };
@@ -323,7 +355,7 @@ int store_write_object_record(const store_call *call, const lmdb_object_key *key
         memcpy((char *)data.mv_data + sizeof header, text, size);
     if (info != NULL)
         *info = (store_object_info){ .size = size, .modified_ns = modified_ns, .version = version };
-    return 0;
+    return created ? count_object_change(call, key, true) : 0;
 }
 
 int store_find_object_text(const store_call *call, const lmdb_object_key *key,
@@ -388,7 +420,7 @@ int store_delete_object_record(const store_call *call, const lmdb_object_key *ke
         return report_missing_object(call);
     if (code != 0)
         return lmdb_fail_mdb(&call->lmdb, code, "mdb_del");
-    return 0;
+    return count_object_change(call, key, false);
 }
 
 static int delete_object(const store_call *call, const json_t *id, bool held)
@@ -567,9 +599,78 @@ static int open_database(const store_call *call, const char *name, MDB_dbi *data
                               database);
 }
 
+static int count_object(const lmdb_call *call, const MDB_val *key, const MDB_val *value,
+                        void *state)
+{
+    (void)call;
+    (void)key;
+    (void)value;
+    uint64_t *count = state;
+    (*count)++;
+    return 0;
+}
+
+/* A format 1 collection record (its creation time alone) gets the count
+ * of its objects. */
+static int count_collection_objects(const store_call *call, MDB_cursor *cursor,
+                                    const MDB_val *key, const MDB_val *value)
+{
+    collection_record record = { 0 };
+    char name[LMDB_COLLECTION_NAME_MAX + 1];
+    if (value->mv_size != sizeof record.created_ns || key->mv_size == 0 ||
+        key->mv_size > LMDB_COLLECTION_NAME_MAX)
+        return lmdb_fail(&call->lmdb, -EIO, "corrupt collection record (%zu bytes)",
+                         value->mv_size);
+    memcpy(&record.created_ns, value->mv_data, sizeof record.created_ns);
+    memcpy(name, key->mv_data, key->mv_size);
+    name[key->mv_size] = '\0';
+    lmdb_object_key start;
+    lmdb_object_key_start(&start, name);
+    int result = lmdb_for_each_object(&call->lmdb, call->store->objects, &start, count_object,
+                                      &record.object_count);
+    if (result != 0)
+        return result;
+    MDB_val name_value = { .mv_size = key->mv_size, .mv_data = name };
+    MDB_val data = { .mv_size = sizeof record, .mv_data = &record };
+    int code = mdb_cursor_put(cursor, &name_value, &data, MDB_CURRENT);
+    return code == 0 ? 0 : lmdb_fail_mdb(&call->lmdb, code, "mdb_cursor_put");
+}
+
+/*
+ * Brings a store in format 1 to FORMAT_VERSION: every collection record
+ * gets its object count (here) and a synced store's outbox its index
+ * (store_sync_open).  *upgrading says whether that is needed.  A
+ * read-only opener cannot write the upgrade: -ENOTSUP.
+ */
+static int upgrade_format(const store_call *call, bool *upgrading)
+{
+    uint64_t format;
+    int found = lmdb_get_number(&call->lmdb, call->store->meta, META_FORMAT, &format);
+    *upgrading = found > 0 && format == FORMAT_WITHOUT_COUNTS;
+    if (found < 0 || !*upgrading)
+        return found < 0 ? found : 0;
+    if (call->store->read_only)
+        return lmdb_fail(&call->lmdb, -ENOTSUP, "the store was written by an older realmfs "
+                         "(format 1): open it read-write once (mount it) to upgrade it");
+    MDB_cursor *cursor;
+    int code = mdb_cursor_open(call->lmdb.transaction, call->store->collections, &cursor);
+    if (code != 0)
+        return lmdb_fail_mdb(&call->lmdb, code, "mdb_cursor_open");
+    MDB_val key, value;
+    int result = 0;
+    for (code = mdb_cursor_get(cursor, &key, &value, MDB_FIRST); code == 0 && result == 0;
+         code = mdb_cursor_get(cursor, &key, &value, MDB_NEXT))
+        result = count_collection_objects(call, cursor, &key, &value);
+    result = lmdb_cursor_finish(&call->lmdb, cursor, result, code, "mdb_cursor_get");
+    if (result != 0)
+        return result;
+    return lmdb_put_number(&call->lmdb, call->store->meta, META_FORMAT, FORMAT_VERSION);
+}
+
 static int open_databases(const store_call *call, bool synced)
 {
     store *store = call->store;
+    bool upgrading = false;
     int result = open_database(call, "collections", &store->collections);
     if (result == 0)
         result = open_database(call, "objects", &store->objects);
@@ -578,9 +679,11 @@ static int open_databases(const store_call *call, bool synced)
     if (result == 0)
         result = open_database(call, "meta", &store->meta);
     if (result == 0)
+        result = upgrade_format(call, &upgrading);
+    if (result == 0)
         result = lmdb_check_format(&call->lmdb, store->meta, FORMAT_VERSION, !store->read_only);
     if (result == 0)
-        result = store_sync_open(call, synced);
+        result = store_sync_open(call, synced, upgrading);
     return result;
 }
 

@@ -1,13 +1,18 @@
 /*
  * store_sync.c — the sync state of a synced store (store.h, "Sync state").
  *
- * Five more databases in the store's environment:
+ * Seven more databases in the store's environment:
  *
  *   mirror            object key -> the server's document, one-line canonical text
  *   outbox            client version (8 bytes big-endian) -> outbox record
+ *   outbox_index      object key -> the client versions (8 bytes big-endian,
+ *                     sorted duplicates) of the outbox changesets touching it
  *   held_deletes      object key -> client version (8 bytes) of its held delete
  *   subscriptions     collection, 0x00, name -> RQL text
- *   staged_downloads  sequence (8 bytes big-endian) -> staged record
+ *   staged_downloads  object key -> the document a download batch leaves so
+ *                     far ("Applying downloads" below)
+ *   read_only_objects object key -> nothing: the server said its user may
+ *                     not write the object ("Access" below)
  *
  * and numbers in meta under "sync.*".  An outbox record is a JSON object:
  *
@@ -15,12 +20,17 @@
  *    "held": {"since": <ms>, "document": "<the deleted text>"}}   held only
  *
  * The origin is filled in when the changeset leaves (store_scan_outbox),
- * since a store queues changes before the server gave it an identity.  A
- * staged record is {"server_version": V, "changeset": <changeset_to_json>}.
+ * since a store queues changes before the server gave it an identity.
  *
  * held_deletes finds, per object, a held delete that is still the newest
  * outbox changeset for the object: every queued changeset removes the
  * entries of the objects it touches, and a held delete then adds its own.
+ *
+ * outbox_index lets a download show the objects it touched with their
+ * pending changes on top without reading the whole outbox: every change
+ * to the outbox (append_to_outbox, a held delete merged away, an
+ * acknowledgement, a client reset) changes the index in the same
+ * transaction.
  */
 #include "store_internal.h"
 
@@ -43,6 +53,9 @@
 #define META_REFUSED_QUERY "sync.refused_query_version"
 #define META_QUERY_ERROR "sync.query_error"
 #define META_CLIENT_RESET "sync.client_reset"
+#define META_REJECTED_WRITES "sync.rejected_writes"
+#define META_SERVER_SCHEMAS "sync.server_schemas"
+#define META_DEVELOPMENT_MODE "sync.development_mode"
 
 enum {
     SUBSCRIPTION_NAME_MAX = 255,
@@ -91,6 +104,19 @@ static int raise_meta(const store_call *call, const char *name, uint64_t value)
 static int out_of_memory(const store_call *call)
 {
     return lmdb_fail(&call->lmdb, -ENOMEM, "out of memory");
+}
+
+/* A growing array of count items with room for one more (items itself,
+ * or moved), or NULL when out of memory (then items is unchanged). */
+static void *make_room(void *items, size_t count, size_t *capacity, size_t item_size)
+{
+    if (count < *capacity)
+        return items;
+    size_t grown_capacity = *capacity ? *capacity * 2 : 16;
+    void *grown = realloc(items, grown_capacity * item_size);
+    if (grown != NULL)
+        *capacity = grown_capacity;
+    return grown;
 }
 
 /* A step of walk_records may return WALK_STOP to end the walk without
@@ -159,22 +185,104 @@ static int parse_changeset(const store_call *call, const json_t *json, changeset
     return 0;
 }
 
-static int put_changeset_record(const store_call *call, MDB_dbi database, MDB_val *key,
-                                const changeset *changes, const char *member, json_t *extra,
-                                const char *extra_member)
+/* ------------------------------------------------------------------ */
+/* The outbox and its index                                            */
+
+/* Walks the outbox in order; step gets each changeset (held_since: when a
+ * held delete was made, -1 when it is not one) and may delete it through
+ * the cursor or return WALK_STOP. */
+typedef int outbox_step(const store_call *call, MDB_cursor *cursor, changeset *queued,
+                        int64_t held_since, void *state);
+
+typedef struct outbox_walk {
+    uint64_t last_version;
+    outbox_step *step;
+    void *state;
+} outbox_walk;
+
+/* The changeset of an outbox record, and when it is a held delete, the
+ * time it was made (else -1). */
+static int read_outbox_record(const store_call *call, const MDB_val *value, changeset *queued,
+                              int64_t *held_since)
 {
-    json_t *record = json_object();
-    json_t *json = changeset_to_json(changes);
-    int result = 0;
-    if (record == NULL || json == NULL || json_object_set_new(record, member, json) != 0)
-        result = out_of_memory(call);
-    json = NULL;
-    if (result == 0 && extra != NULL && json_object_set(record, extra_member, extra) != 0)
-        result = out_of_memory(call);
-    if (result == 0)
-        result = lmdb_put_json_record(&call->lmdb, database, key, record, 0);
+    json_t *record;
+    int result = lmdb_parse_json_record(&call->lmdb, value, &record);
+    if (result != 0)
+        return result;
+    result = parse_changeset(call, json_object_get(record, "changeset"), queued);
+    json_t *since = json_object_get(json_object_get(record, "held"), "since");
+    *held_since = json_is_integer(since) ? json_integer_value(since) : -1;
     json_decref(record);
     return result;
+}
+
+static int outbox_record(const store_call *call, MDB_cursor *cursor, const MDB_val *key,
+                         const MDB_val *value, void *state)
+{
+    const outbox_walk *walk = state;
+    uint64_t version;
+    int result = lmdb_number_key_decode(&call->lmdb, key, &version);
+    if (result != 0 || version > walk->last_version)
+        return result != 0 ? result : WALK_STOP;
+    changeset queued = { 0 };
+    int64_t held_since;
+    result = read_outbox_record(call, value, &queued, &held_since);
+    if (result == 0)
+        result = walk->step(call, cursor, &queued, held_since, walk->state);
+    changeset_clear(&queued);
+    return result;
+}
+
+static int for_each_outbox_changeset(const store_call *call, uint64_t first_version,
+                                     uint64_t last_version, outbox_step *step, void *state)
+{
+    outbox_walk walk = { .last_version = last_version, .step = step, .state = state };
+    lmdb_number_key first_key;
+    MDB_val start = lmdb_number_key_value(&first_key, first_version);
+    return walk_records(call, call->store->outbox, &start, outbox_record, &walk);
+}
+
+/* Adds or removes the outbox_index entry of one object (key) for the
+ * outbox changeset of client version. */
+static int index_entry(const store_call *call, MDB_val *key, uint64_t version, bool add)
+{
+    lmdb_number_key version_key;
+    MDB_val value = lmdb_number_key_value(&version_key, version);
+    if (add) {
+        int code = mdb_put(call->lmdb.transaction, call->store->outbox_index, key, &value,
+                           MDB_NODUPDATA);
+        return code == 0 || code == MDB_KEYEXIST ? 0 : lmdb_fail_mdb(&call->lmdb, code, "mdb_put");
+    }
+    int code = mdb_del(call->lmdb.transaction, call->store->outbox_index, key, &value);
+    return code == 0 || code == MDB_NOTFOUND ? 0 : lmdb_fail_mdb(&call->lmdb, code, "mdb_del");
+}
+
+/* Adds or removes the outbox_index entries of the objects a changeset
+ * (in the outbox at its client_version) touches. */
+static int index_changeset(const store_call *call, const changeset *changes, bool add)
+{
+    for (size_t i = 0; i < changes->count; i++) {
+        const changeset_instruction *instruction = &changes->instructions[i];
+        lmdb_object_key key;
+        int result = object_key(call, instruction->collection, instruction->id, &key);
+        if (result != 0)
+            return result;
+        MDB_val key_value = lmdb_object_key_value(&key);
+        result = index_entry(call, &key_value, changes->client_version, add);
+        if (result != 0)
+            return result;
+    }
+    return 0;
+}
+
+/* An outbox written before the index existed (format 1) gets it. */
+static int index_queued(const store_call *call, MDB_cursor *cursor, changeset *queued,
+                        int64_t held_since, void *state)
+{
+    (void)cursor;
+    (void)held_since;
+    (void)state;
+    return index_changeset(call, queued, true);
 }
 
 /* ------------------------------------------------------------------ */
@@ -216,7 +324,18 @@ static int queue_existing_object(const store_call *call, MDB_cursor *cursor, con
     return result;
 }
 
-int store_sync_open(const store_call *call, bool requested)
+/* Format 1 kept no outbox index, and staged a batch as its changesets:
+ * the outbox gets its index, and a staged batch (which the server sends
+ * again after the next bind anyway) goes. */
+static int upgrade_sync_state(const store_call *call)
+{
+    int result = for_each_outbox_changeset(call, 1, UINT64_MAX, index_queued, NULL);
+    int code = result == 0 ? mdb_drop(call->lmdb.transaction, call->store->staged_downloads, 0)
+                           : 0;
+    return code == 0 ? result : lmdb_fail_mdb(&call->lmdb, code, "mdb_drop");
+}
+
+int store_sync_open(const store_call *call, bool requested, bool upgrading)
 {
     store *store = call->store;
     uint64_t was_synced;
@@ -227,19 +346,25 @@ int store_sync_open(const store_call *call, bool requested)
     store->synced = was_synced || (requested && !store->read_only);
     if (!store->synced)
         return 0;
-    unsigned int flags = store->read_only ? 0 : MDB_CREATE;
+    unsigned int create = store->read_only ? 0 : MDB_CREATE;
     const struct {
         const char *name;
         MDB_dbi *database;
+        unsigned int flags;
     } databases[] = {
-        { "mirror", &store->mirror },
-        { "outbox", &store->outbox },
-        { "held_deletes", &store->held_deletes },
-        { "subscriptions", &store->subscriptions },
-        { "staged_downloads", &store->staged_downloads },
+        { "mirror", &store->mirror, 0 },
+        { "outbox", &store->outbox, 0 },
+        { "outbox_index", &store->outbox_index, MDB_DUPSORT | MDB_DUPFIXED },
+        { "held_deletes", &store->held_deletes, 0 },
+        { "subscriptions", &store->subscriptions, 0 },
+        { "staged_downloads", &store->staged_downloads, 0 },
+        { "read_only_objects", &store->read_only_objects, 0 },
     };
     for (size_t i = 0; i < sizeof databases / sizeof databases[0] && result == 0; i++)
-        result = lmdb_open_database(&call->lmdb, databases[i].name, flags, databases[i].database);
+        result = lmdb_open_database(&call->lmdb, databases[i].name, create | databases[i].flags,
+                                    databases[i].database);
+    if (result == 0 && was_synced && upgrading)
+        result = upgrade_sync_state(call);
     if (result != 0 || was_synced)
         return result;
     result = put_meta(call, META_SYNCED, 1);
@@ -326,7 +451,10 @@ static int merge_held_delete(const store_call *call, const store_object_change *
     json_decref(held_record);
     lmdb_number_key version_key;
     MDB_val outbox_key = lmdb_number_key_value(&version_key, held_version);
-    return result != 0 ? result : delete_record(call, call->store->outbox, &outbox_key);
+    if (result == 0)
+        result = delete_record(call, call->store->outbox, &outbox_key);
+    /* a held delete's one instruction is the delete of this object */
+    return result != 0 ? result : index_entry(call, &held_key, held_version, false);
 }
 
 /* The documents before and after a change, parsed before anything is
@@ -383,9 +511,14 @@ static int append_to_outbox(const store_call *call, changeset *changes, int64_t 
     }
     lmdb_number_key version_key;
     MDB_val key = lmdb_number_key_value(&version_key, version);
-    result = put_changeset_record(call, call->store->outbox, &key, changes, "changeset",
-                                  held_member, "held");
-    json_decref(held_member);
+    json_t *record = json_pack("{s:o, s:o*}", "changeset", changeset_to_json(changes), "held",
+                               held_member);
+    result = record != NULL ? lmdb_put_json_record(&call->lmdb, call->store->outbox, &key,
+                                                   record, 0)
+                            : out_of_memory(call);
+    json_decref(record);
+    if (result == 0)
+        result = index_changeset(call, changes, true);
     if (result != 0 || held_text == NULL)
         return result;
     lmdb_object_key object;
@@ -447,21 +580,31 @@ static int get_progress(const store_call *call, store_sync_progress *progress)
         { META_SUBSCRIPTIONS_VERSION, &progress->subscriptions_version },
         { META_ACCEPTED_QUERY, &progress->accepted_query_version },
         { META_REFUSED_QUERY, &progress->refused_query_version },
+        { META_REJECTED_WRITES, &progress->rejected_writes },
     };
     int result = 0;
     for (size_t i = 0; i < sizeof numbers / sizeof numbers[0] && result == 0; i++)
         result = get_meta(call, numbers[i].name, numbers[i].value);
-    uint64_t resetting;
+    uint64_t resetting, server_schemas, development_mode;
     if (result == 0)
         result = get_meta(call, META_CLIENT_RESET, &resetting);
+    if (result == 0)
+        result = get_meta(call, META_SERVER_SCHEMAS, &server_schemas);
+    if (result == 0)
+        result = get_meta(call, META_DEVELOPMENT_MODE, &development_mode);
     if (result != 0)
         return result;
     progress->client_reset_pending = resetting != 0;
-    MDB_stat outbox;
+    progress->server_schemas = server_schemas != 0;
+    progress->development_mode = development_mode != 0;
+    MDB_stat outbox, read_only;
     int code = mdb_stat(call->lmdb.transaction, call->store->outbox, &outbox);
+    if (code == 0)
+        code = mdb_stat(call->lmdb.transaction, call->store->read_only_objects, &read_only);
     if (code != 0)
         return lmdb_fail_mdb(&call->lmdb, code, "mdb_stat");
     progress->outbox_changesets = outbox.ms_entries;
+    progress->read_only_objects = read_only.ms_entries;
     MDB_val key = lmdb_text_value(META_QUERY_ERROR), value;
     code = mdb_get(call->lmdb.transaction, call->store->meta, &key, &value);
     if (code == MDB_NOTFOUND)
@@ -520,50 +663,6 @@ static int set_file_identity(const store_call *call, uint64_t identity)
 
 /* ------------------------------------------------------------------ */
 /* Reading the outbox                                                  */
-
-/* Walks the outbox in order; step gets each changeset (held_since: when a
- * held delete was made, -1 when it is not one) and may delete it through
- * the cursor or return WALK_STOP. */
-typedef int outbox_step(const store_call *call, MDB_cursor *cursor, changeset *queued,
-                        int64_t held_since, void *state);
-
-typedef struct outbox_walk {
-    uint64_t last_version;
-    outbox_step *step;
-    void *state;
-} outbox_walk;
-
-static int outbox_record(const store_call *call, MDB_cursor *cursor, const MDB_val *key,
-                         const MDB_val *value, void *state)
-{
-    const outbox_walk *walk = state;
-    uint64_t version;
-    int result = lmdb_number_key_decode(&call->lmdb, key, &version);
-    if (result != 0 || version > walk->last_version)
-        return result != 0 ? result : WALK_STOP;
-    json_t *record;
-    result = lmdb_parse_json_record(&call->lmdb, value, &record);
-    if (result != 0)
-        return result;
-    changeset queued = { 0 };
-    result = parse_changeset(call, json_object_get(record, "changeset"), &queued);
-    json_t *since = json_object_get(json_object_get(record, "held"), "since");
-    int64_t held_since = json_is_integer(since) ? json_integer_value(since) : -1;
-    json_decref(record);
-    if (result == 0)
-        result = walk->step(call, cursor, &queued, held_since, walk->state);
-    changeset_clear(&queued);
-    return result;
-}
-
-static int for_each_outbox_changeset(const store_call *call, uint64_t first_version,
-                                     uint64_t last_version, outbox_step *step, void *state)
-{
-    outbox_walk walk = { .last_version = last_version, .step = step, .state = state };
-    lmdb_number_key first_key;
-    MDB_val start = lmdb_number_key_value(&first_key, first_version);
-    return walk_records(call, call->store->outbox, &start, outbox_record, &walk);
-}
 
 typedef struct outbox_scan {
     uint64_t identity;
@@ -771,13 +870,23 @@ static int list_subscription(const store_call *call, MDB_cursor *cursor, const M
 /* ------------------------------------------------------------------ */
 /* Applying downloads                                                  */
 
+/*
+ * A batch is staged as it arrives, as the documents it leaves: staged
+ * maps each object key the batch touched so far to its mirror document
+ * after the batch's changesets (one-line canonical text, a NUL, then the
+ * canonical pretty text the mount shows when nothing is pending), or to
+ * nothing when the batch deleted it.  The work per object is done while
+ * the rest of the batch is still on its way, and the last message only
+ * moves the staged documents into the mirror and the visible objects.
+ */
+
 /* An object a download or a dropped outbox changeset touched. */
 typedef struct touched_object {
     lmdb_object_key key;
     char *collection;
     json_t *id;
     json_t *mirror;       /* the server's document; NULL when not in view */
-    bool mirror_changed;
+    bool loaded;          /* mirror was read (or made moot by a delete) */
     json_t *visible;      /* mirror + pending outbox instructions */
     bool pending;         /* the outbox holds instructions for it */
     char *lost_text;      /* a client reset could not re-apply its local change */
@@ -790,15 +899,25 @@ typedef struct touched_set {
     json_t *positions; /* object key bytes -> position in objects */
 } touched_set;
 
+static int touched_set_init(const store_call *call, touched_set *set)
+{
+    *set = (touched_set){ .positions = json_object() };
+    return set->positions != NULL ? 0 : out_of_memory(call);
+}
+
+static void touched_object_clear(touched_object *object)
+{
+    free(object->collection);
+    json_decref(object->id);
+    json_decref(object->mirror);
+    json_decref(object->visible);
+    free(object->lost_text);
+}
+
 static void touched_set_clear(touched_set *set)
 {
-    for (size_t i = 0; i < set->count; i++) {
-        free(set->objects[i].collection);
-        json_decref(set->objects[i].id);
-        json_decref(set->objects[i].mirror);
-        json_decref(set->objects[i].visible);
-        free(set->objects[i].lost_text);
-    }
+    for (size_t i = 0; i < set->count; i++)
+        touched_object_clear(&set->objects[i]);
     free(set->objects);
     json_decref(set->positions);
 }
@@ -810,8 +929,10 @@ static touched_object *touched_find(const touched_set *set, const lmdb_object_ke
     return position != NULL ? &set->objects[json_integer_value(position)] : NULL;
 }
 
+/* The mirror's document of the object, from the mirror database. */
 static int load_mirror(const store_call *call, touched_object *object)
 {
+    object->loaded = true;
     MDB_val key = lmdb_object_key_value(&object->key), value;
     int code = mdb_get(call->lmdb.transaction, call->store->mirror, &key, &value);
     if (code == MDB_NOTFOUND)
@@ -822,7 +943,49 @@ static int load_mirror(const store_call *call, touched_object *object)
     return result == -EINVAL ? lmdb_fail(&call->lmdb, -EIO, "damaged mirror document") : result;
 }
 
-/* The entry of an object, added (with its mirror document) when new. */
+/* The one-line text of a staged document (NULL for a deleted one) and
+ * its pretty text. */
+typedef struct staged_document {
+    const char *line;
+    size_t line_size;
+    const char *pretty;
+    size_t pretty_size;
+} staged_document;
+
+static int read_staged(const store_call *call, const MDB_val *value, staged_document *staged)
+{
+    *staged = (staged_document){ 0 };
+    if (value->mv_size == 0)
+        return 0;
+    const char *bytes = value->mv_data;
+    const char *separator = memchr(bytes, '\0', value->mv_size);
+    if (separator == NULL)
+        return lmdb_fail(&call->lmdb, -EIO, "damaged staged document");
+    staged->line = bytes;
+    staged->line_size = (size_t)(separator - bytes);
+    staged->pretty = separator + 1;
+    staged->pretty_size = value->mv_size - staged->line_size - 1;
+    return 0;
+}
+
+/* The object's mirror document as the batch staged so far leaves it. */
+static int load_staged_or_mirror(const store_call *call, touched_object *object)
+{
+    MDB_val key = lmdb_object_key_value(&object->key), value;
+    int code = mdb_get(call->lmdb.transaction, call->store->staged_downloads, &key, &value);
+    if (code == MDB_NOTFOUND)
+        return load_mirror(call, object);
+    if (code != 0)
+        return lmdb_fail_mdb(&call->lmdb, code, "mdb_get");
+    object->loaded = true;
+    staged_document staged;
+    int result = read_staged(call, &value, &staged);
+    if (result == 0)
+        result = parse_document(call, staged.line, staged.line_size, &object->mirror);
+    return result == -EINVAL ? lmdb_fail(&call->lmdb, -EIO, "damaged staged document") : result;
+}
+
+/* The entry of an object, added (its documents not loaded) when new. */
 static int touch_object(const store_call *call, touched_set *set, const char *collection,
                         json_t *id, touched_object **out)
 {
@@ -833,14 +996,11 @@ static int touch_object(const store_call *call, touched_set *set, const char *co
     *out = touched_find(set, &key);
     if (*out != NULL)
         return 0;
-    if (set->count == set->capacity) {
-        size_t capacity = set->capacity ? set->capacity * 2 : 16;
-        touched_object *grown = realloc(set->objects, capacity * sizeof *grown);
-        if (grown == NULL)
-            return out_of_memory(call);
-        set->objects = grown;
-        set->capacity = capacity;
-    }
+    touched_object *objects = make_room(set->objects, set->count, &set->capacity,
+                                        sizeof *objects);
+    if (objects == NULL)
+        return out_of_memory(call);
+    set->objects = objects;
     touched_object *object = &set->objects[set->count];
     *object = (touched_object){ .key = key, .id = json_incref(id) };
     object->collection = strdup(collection);
@@ -853,7 +1013,7 @@ static int touch_object(const store_call *call, touched_set *set, const char *co
                                      json_integer((json_int_t)set->count - 1)) != 0)
         return out_of_memory(call);
     *out = object;
-    return load_mirror(call, object);
+    return 0;
 }
 
 /* The entry of the instruction's object. */
@@ -869,71 +1029,71 @@ static int replay(const store_call *call, const changeset_instruction *instructi
     return changeset_replay(instruction, document) == 0 ? 0 : out_of_memory(call);
 }
 
-/* The mirror follows the server's changeset. */
+/* The staged documents follow the server's changeset.  A delete needs
+ * no earlier document, which spares a bootstrap's replacements any
+ * lookup. */
 static int mirror_changeset(const store_call *call, touched_set *set, const changeset *changes)
 {
     for (size_t i = 0; i < changes->count; i++) {
+        const changeset_instruction *instruction = &changes->instructions[i];
         touched_object *object;
-        int result = touch(call, set, &changes->instructions[i], &object);
+        int result = touch(call, set, instruction, &object);
+        if (result == 0 && !object->loaded && instruction->operation != CHANGESET_DELETE)
+            result = load_staged_or_mirror(call, object);
+        object->loaded = true;
         if (result == 0)
-            result = replay(call, &changes->instructions[i], &object->mirror);
+            result = replay(call, instruction, &object->mirror);
         if (result != 0)
             return result;
-        object->mirror_changed = true;
     }
     return 0;
+}
+
+static int write_staged(const store_call *call, const touched_object *object)
+{
+    MDB_val key = lmdb_object_key_value(&object->key);
+    MDB_val value = { 0 };
+    if (object->mirror == NULL) {
+        int code = mdb_put(call->lmdb.transaction, call->store->staged_downloads, &key, &value, 0);
+        return code == 0 ? 0 : lmdb_fail_mdb(&call->lmdb, code, "mdb_put");
+    }
+    size_t line_size, pretty_size;
+    char *line = ejson_format_line(object->mirror, &line_size);
+    char *pretty = ejson_format_pretty(object->mirror, &pretty_size);
+    int result = line != NULL && pretty != NULL ? 0 : out_of_memory(call);
+    if (result == 0) {
+        value.mv_size = line_size + 1 + pretty_size;
+        int code = mdb_put(call->lmdb.transaction, call->store->staged_downloads, &key, &value,
+                           MDB_RESERVE);
+        if (code != 0)
+            result = lmdb_fail_mdb(&call->lmdb, code, "mdb_put");
+    }
+    if (result == 0) {
+        memcpy(value.mv_data, line, line_size);
+        ((char *)value.mv_data)[line_size] = '\0';
+        memcpy((char *)value.mv_data + line_size + 1, pretty, pretty_size);
+    }
+    free(line);
+    free(pretty);
+    return result;
+}
+
+static int stage_download(const store_call *call, const protocol_download_body *download)
+{
+    touched_set set;
+    int result = touched_set_init(call, &set);
+    for (size_t i = 0; i < download->changeset_count && result == 0; i++)
+        result = mirror_changeset(call, &set, &download->changesets[i].changeset);
+    for (size_t i = 0; i < set.count && result == 0; i++)
+        result = write_staged(call, &set.objects[i]);
+    touched_set_clear(&set);
+    return result;
 }
 
 static int discard_staged(const store_call *call)
 {
     int code = mdb_drop(call->lmdb.transaction, call->store->staged_downloads, 0);
     return code == 0 ? 0 : lmdb_fail_mdb(&call->lmdb, code, "mdb_drop");
-}
-
-static int stage_download(const store_call *call, const protocol_download_body *download)
-{
-    MDB_cursor *cursor;
-    int code = mdb_cursor_open(call->lmdb.transaction, call->store->staged_downloads, &cursor);
-    if (code != 0)
-        return lmdb_fail_mdb(&call->lmdb, code, "mdb_cursor_open");
-    MDB_val key, value;
-    code = mdb_cursor_get(cursor, &key, &value, MDB_LAST);
-    uint64_t sequence = 0;
-    int result = 0;
-    if (code == 0)
-        result = lmdb_number_key_decode(&call->lmdb, &key, &sequence);
-    result = lmdb_cursor_finish(&call->lmdb, cursor, result, code, "mdb_cursor_get");
-    for (size_t i = 0; i < download->changeset_count && result == 0; i++) {
-        const protocol_download_changeset *staged = &download->changesets[i];
-        json_t *server_version = json_integer((json_int_t)staged->server_version);
-        if (server_version == NULL)
-            return out_of_memory(call);
-        lmdb_number_key sequence_key;
-        MDB_val staged_key = lmdb_number_key_value(&sequence_key, ++sequence);
-        result = put_changeset_record(call, call->store->staged_downloads, &staged_key,
-                                      &staged->changeset, "changeset", server_version,
-                                      "server_version");
-        json_decref(server_version);
-    }
-    return result;
-}
-
-/* One staged changeset of the batch into the mirror. */
-static int mirror_staged(const store_call *call, MDB_cursor *cursor, const MDB_val *key,
-                         const MDB_val *value, void *state)
-{
-    (void)cursor;
-    (void)key;
-    json_t *record;
-    int result = lmdb_parse_json_record(&call->lmdb, value, &record);
-    changeset staged = { 0 };
-    if (result == 0)
-        result = parse_changeset(call, json_object_get(record, "changeset"), &staged);
-    json_decref(record);
-    if (result == 0)
-        result = mirror_changeset(call, state, &staged);
-    changeset_clear(&staged);
-    return result;
 }
 
 /* The held delete's index entry goes with it, unless a later held delete
@@ -975,144 +1135,303 @@ static int drop_acknowledged(const store_call *call, MDB_cursor *cursor, changes
                              int64_t held_since, void *state)
 {
     int result = touch_changeset(call, state, queued);
+    if (result == 0)
+        result = index_changeset(call, queued, false);
+    if (result == 0 && held_since >= 0)
+        result = forget_held_delete(call, queued);
     if (result != 0)
         return result;
-    if (held_since >= 0) {
-        int result = forget_held_delete(call, queued);
-        if (result != 0)
-            return result;
-    }
     int code = mdb_cursor_del(cursor, 0);
     return code == 0 ? 0 : lmdb_fail_mdb(&call->lmdb, code, "mdb_cursor_del");
 }
 
-static int replay_pending(const store_call *call, MDB_cursor *cursor, changeset *queued,
-                          int64_t held_since, void *state)
-{
-    (void)cursor;
-    (void)held_since;
-    touched_set *set = state;
-    for (size_t i = 0; i < queued->count; i++) {
-        lmdb_object_key key;
-        const changeset_instruction *instruction = &queued->instructions[i];
-        int result = object_key(call, instruction->collection, instruction->id, &key);
-        touched_object *object = result == 0 ? touched_find(set, &key) : NULL;
-        if (object != NULL) {
-            object->pending = true;
-            result = replay(call, instruction, &object->visible);
-        }
-        if (result != 0)
-            return result;
-    }
-    return 0;
-}
-
-static int write_mirror(const store_call *call, touched_object *object)
-{
-    MDB_val key = lmdb_object_key_value(&object->key);
-    if (object->mirror == NULL)
-        return delete_record(call, call->store->mirror, &key);
-    size_t size;
-    char *text = ejson_format_line(object->mirror, &size);
-    if (text == NULL)
-        return out_of_memory(call);
-    MDB_val value = { .mv_size = size, .mv_data = text };
-    int code = mdb_put(call->lmdb.transaction, call->store->mirror, &key, &value, 0);
-    free(text);
-    return code == 0 ? 0 : lmdb_fail_mdb(&call->lmdb, code, "mdb_put");
-}
-
-typedef struct change_list {
+/* What a download changes in the visible objects: each change has the
+ * store's next version and one time; the objects whose text changed are
+ * listed for the caller. */
+typedef struct visible_update {
+    uint64_t version;
+    int64_t modified_ns;
     store_download_change *changes;
     size_t count;
-} change_list;
+    size_t capacity;
+} visible_update;
 
-/* Makes the object's visible text what the mirror and the outbox say, and
- * lists it when that changed it. */
-static int show_object(const store_call *call, const touched_object *object, uint64_t version,
-                       int64_t modified_ns, change_list *list)
+static int begin_visible_update(const store_call *call, visible_update *update)
+{
+    *update = (visible_update){ 0 };
+    int result = store_take_next_version(call, &update->version);
+    return result == 0 ? store_current_time_ns(call, &update->modified_ns) : result;
+}
+
+/* One object whose visible text is about to be shown. */
+typedef struct shown_object {
+    const lmdb_object_key *key;
+    const char *collection;
+    const json_t *id;      /* NULL: decoded from key when the change is listed */
+    const char *text;      /* NULL: the object is not visible */
+    size_t size;
+    const char *lost_text; /* for store_download_change.lost_text, or NULL */
+} shown_object;
+
+static int list_change(const store_call *call, visible_update *update, const shown_object *object,
+                       bool existed)
+{
+    store_download_change *changes = make_room(update->changes, update->count,
+                                               &update->capacity, sizeof *changes);
+    if (changes == NULL)
+        return out_of_memory(call);
+    update->changes = changes;
+    store_download_change *change = &update->changes[update->count];
+    *change = (store_download_change){ .existed = existed, .exists = object->text != NULL };
+    change->collection = strdup(object->collection);
+    if (change->collection == NULL)
+        return out_of_memory(call);
+    update->count++;
+    if (object->lost_text != NULL && (change->lost_text = strdup(object->lost_text)) == NULL)
+        return out_of_memory(call);
+    if (object->id != NULL) {
+        change->id = json_incref((json_t *)object->id);
+        return 0;
+    }
+    size_t prefix = object->key->collection_prefix_size;
+    return lmdb_object_key_decode_id(&call->lmdb, object->key->bytes + prefix,
+                                     object->key->size - prefix, &change->id);
+}
+
+/* Makes the object's visible text object->text, and lists it when that
+ * changed it. */
+static int show_text(const store_call *call, const shown_object *object, visible_update *update)
+{
+    const char *current;
+    size_t current_size;
+    int result = store_find_object_text(call, object->key, &current, &current_size);
+    if (result != 0)
+        return result;
+    bool existed = current != NULL;
+    bool unchanged = object->text == NULL ? !existed
+                                          : existed && current_size == object->size &&
+                                                memcmp(current, object->text, object->size) == 0;
+    if (unchanged)
+        return 0;
+    store_call named = *call;
+    named.lmdb.collection = object->collection;
+    if (object->text != NULL) {
+        result = store_ensure_collection(&named, object->collection);
+        if (result == 0)
+            result = store_write_object_record(&named, object->key, update->version,
+                                               object->text, object->size,
+                                               update->modified_ns, NULL);
+    } else {
+        result = store_delete_object_record(&named, object->key);
+    }
+    return result == 0 ? list_change(call, update, object, existed) : result;
+}
+
+/* Makes the object's visible text what the mirror and the outbox say
+ * (compute_object_visible), and lists it when that changed it. */
+static int show_object(const store_call *call, const touched_object *object, visible_update *update)
 {
     /* An object out of view that still has local changes stays as the
      * user left it until they are acknowledged. */
     if (object->mirror == NULL && object->pending)
         return 0;
-    const char *current;
-    size_t current_size;
-    int result = store_find_object_text(call, &object->key, &current, &current_size);
-    if (result != 0)
-        return result;
-    size_t size = 0;
-    char *text = object->visible != NULL ? ejson_format_pretty(object->visible, &size) : NULL;
-    if (object->visible != NULL && text == NULL)
+    shown_object shown = { .key = &object->key, .collection = object->collection,
+                           .id = object->id, .lost_text = object->lost_text };
+    char *text = NULL;
+    if (object->visible != NULL && (text = ejson_format_pretty(object->visible, &shown.size)) == NULL)
         return out_of_memory(call);
-    bool unchanged = text == NULL ? current == NULL
-                                  : current != NULL && current_size == size &&
-                                        memcmp(current, text, size) == 0;
-    store_call named = *call;
-    named.lmdb.collection = object->collection;
-    if (!unchanged && text != NULL) {
-        result = store_ensure_collection(&named, object->collection);
-        if (result == 0)
-            result = store_write_object_record(&named, &object->key, version, text, size,
-                                               modified_ns, NULL);
-    } else if (!unchanged) {
-        result = store_delete_object_record(&named, &object->key);
-    }
+    shown.text = text;
+    int result = show_text(call, &shown, update);
     free(text);
-    if (result != 0 || unchanged)
-        return result;
-    store_download_change *change = &list->changes[list->count];
-    change->collection = strdup(object->collection);
-    if (change->collection == NULL)
-        return out_of_memory(call);
-    change->id = json_incref(object->id);
-    if (object->lost_text != NULL && (change->lost_text = strdup(object->lost_text)) == NULL)
-        return out_of_memory(call);
-    change->existed = current != NULL;
-    change->exists = object->visible != NULL;
-    list->count++;
-    return 0;
-}
-
-/* visible := mirror + the pending instructions, for every object of the
- * set. */
-static int compute_visible(const store_call *call, touched_set *set)
-{
-    for (size_t i = 0; i < set->count; i++) {
-        touched_object *object = &set->objects[i];
-        if (object->mirror != NULL) {
-            object->visible = json_deep_copy(object->mirror);
-            if (object->visible == NULL)
-                return out_of_memory(call);
-        }
-    }
-    return for_each_outbox_changeset(call, 1, UINT64_MAX, replay_pending, set);
-}
-
-/* Writes the changed mirror documents and the visible texts of the set. */
-static int show_objects(const store_call *call, touched_set *set, change_list *list)
-{
-    list->changes = calloc(set->count ? set->count : 1, sizeof *list->changes);
-    if (list->changes == NULL)
-        return out_of_memory(call);
-    uint64_t version;
-    int64_t now;
-    int result = store_take_next_version(call, &version);
-    if (result == 0)
-        result = store_current_time_ns(call, &now);
-    for (size_t i = 0; i < set->count && result == 0; i++) {
-        if (set->objects[i].mirror_changed)
-            result = write_mirror(call, &set->objects[i]);
-        if (result == 0)
-            result = show_object(call, &set->objects[i], version, now, list);
-    }
     return result;
 }
 
-static int show_touched_objects(const store_call *call, touched_set *set, change_list *list)
+/* Replays on object->visible the object's instructions of the outbox
+ * changeset of client version (an outbox_index entry of the object). */
+static int replay_pending_changeset(const store_call *call, touched_object *object,
+                                    const MDB_val *version)
 {
-    int result = compute_visible(call, set);
-    return result == 0 ? show_objects(call, set, list) : result;
+    uint64_t client_version;
+    int result = lmdb_number_key_decode(&call->lmdb, version, &client_version);
+    if (result != 0)
+        return result;
+    lmdb_number_key version_key;
+    MDB_val key = lmdb_number_key_value(&version_key, client_version), value;
+    int code = mdb_get(call->lmdb.transaction, call->store->outbox, &key, &value);
+    if (code != 0)
+        return code == MDB_NOTFOUND
+                   ? lmdb_fail(&call->lmdb, -EIO, "the outbox index names changeset %llu, "
+                               "which the outbox lacks", (unsigned long long)client_version)
+                   : lmdb_fail_mdb(&call->lmdb, code, "mdb_get");
+    changeset queued = { 0 };
+    int64_t held_since;
+    result = read_outbox_record(call, &value, &queued, &held_since);
+    /* visible shares the mirror's document until something changes it */
+    if (result == 0 && object->visible != NULL && object->visible == object->mirror) {
+        object->visible = json_deep_copy(object->mirror);
+        json_decref(object->mirror);
+        if (object->visible == NULL)
+            result = out_of_memory(call);
+    }
+    for (size_t i = 0; i < queued.count && result == 0; i++) {
+        const changeset_instruction *instruction = &queued.instructions[i];
+        lmdb_object_key instruction_key;
+        result = object_key(call, instruction->collection, instruction->id, &instruction_key);
+        if (result != 0)
+            break;
+        MDB_val stored = lmdb_object_key_value(&instruction_key);
+        if (lmdb_object_key_equals(&stored, &object->key))
+            result = replay(call, instruction, &object->visible);
+    }
+    changeset_clear(&queued);
+    object->pending = true;
+    return result;
+}
+
+/* visible := mirror + the pending instructions of the outbox changesets
+ * that touch the object, in client-version order. */
+static int compute_object_visible(const store_call *call, touched_object *object)
+{
+    int result = object->loaded ? 0 : load_mirror(call, object);
+    if (result != 0)
+        return result;
+    object->visible = json_incref(object->mirror);
+    MDB_cursor *cursor;
+    int code = mdb_cursor_open(call->lmdb.transaction, call->store->outbox_index, &cursor);
+    if (code != 0)
+        return lmdb_fail_mdb(&call->lmdb, code, "mdb_cursor_open");
+    MDB_val key = lmdb_object_key_value(&object->key), version;
+    for (code = mdb_cursor_get(cursor, &key, &version, MDB_SET_KEY); code == 0 && result == 0;
+         code = mdb_cursor_get(cursor, &key, &version, MDB_NEXT_DUP))
+        result = replay_pending_changeset(call, object, &version);
+    return lmdb_cursor_finish(&call->lmdb, cursor, result, code, "mdb_cursor_get");
+}
+
+static int compute_visible(const store_call *call, touched_set *set)
+{
+    int result = 0;
+    for (size_t i = 0; i < set->count && result == 0; i++)
+        result = compute_object_visible(call, &set->objects[i]);
+    return result;
+}
+
+/* 1 when the outbox holds changes of the object, else 0. */
+static int has_pending_changes(const store_call *call, MDB_val *key)
+{
+    MDB_val version;
+    int code = mdb_get(call->lmdb.transaction, call->store->outbox_index, key, &version);
+    if (code == MDB_NOTFOUND)
+        return 0;
+    return code == 0 ? 1 : lmdb_fail_mdb(&call->lmdb, code, "mdb_get");
+}
+
+/* Shows a staged object that has pending changes: they are replayed on
+ * the staged document. */
+static int show_with_pending_changes(const store_call *call, const lmdb_object_key *key,
+                                     const staged_document *staged, visible_update *update)
+{
+    char collection[LMDB_COLLECTION_NAME_MAX + 1];
+    touched_object object = { .key = *key, .loaded = true };
+    MDB_val key_value = lmdb_object_key_value(key);
+    int result = decode_object_key(call, &key_value, collection, &object.id);
+    if (result == 0 && (object.collection = strdup(collection)) == NULL)
+        result = out_of_memory(call);
+    if (result == 0)
+        result = parse_document(call, staged->line, staged->line_size, &object.mirror);
+    if (result == 0)
+        result = compute_object_visible(call, &object);
+    if (result == 0)
+        result = show_object(call, &object, update);
+    touched_object_clear(&object);
+    return result;
+}
+
+/* One staged document goes into the mirror, and with showing (NULL when
+ * a client reset shows everything itself) into the visible objects. */
+static int commit_staged_document(const store_call *call, const MDB_val *key,
+                                  const MDB_val *value, visible_update *update)
+{
+    if (key->mv_size > sizeof ((lmdb_object_key *)NULL)->bytes)
+        return lmdb_fail(&call->lmdb, -EIO, "corrupt staged key");
+    lmdb_object_key object_key = { .size = key->mv_size };
+    memcpy(object_key.bytes, key->mv_data, key->mv_size);
+    object_key.collection_prefix_size = strnlen((const char *)object_key.bytes, key->mv_size) + 1;
+    /* the map's bytes are only valid until the next write */
+    char *copy = malloc(value->mv_size + 1);
+    if (copy == NULL)
+        return out_of_memory(call);
+    memcpy(copy, value->mv_data, value->mv_size);
+    MDB_val copied = { .mv_size = value->mv_size, .mv_data = copy };
+    staged_document staged;
+    int result = read_staged(call, &copied, &staged);
+    MDB_val mirror_key = lmdb_object_key_value(&object_key);
+    if (result == 0 && staged.line == NULL) {
+        result = delete_record(call, call->store->mirror, &mirror_key);
+    } else if (result == 0) {
+        MDB_val line = { .mv_size = staged.line_size, .mv_data = (void *)staged.line };
+        int code = mdb_put(call->lmdb.transaction, call->store->mirror, &mirror_key, &line, 0);
+        if (code != 0)
+            result = lmdb_fail_mdb(&call->lmdb, code, "mdb_put");
+    }
+    int pending = result == 0 && update != NULL ? has_pending_changes(call, &mirror_key) : 0;
+    if (pending < 0)
+        result = pending;
+    if (result == 0 && update != NULL && pending) {
+        if (staged.line != NULL)
+            result = show_with_pending_changes(call, &object_key, &staged, update);
+    } else if (result == 0 && update != NULL) {
+        char collection[LMDB_COLLECTION_NAME_MAX + 1];
+        memcpy(collection, object_key.bytes, object_key.collection_prefix_size);
+        shown_object shown = { .key = &object_key, .collection = collection,
+                               .text = staged.pretty, .size = staged.pretty_size };
+        result = show_text(call, &shown, update);
+    }
+    free(copy);
+    return result;
+}
+
+static int commit_staged_record(const store_call *call, MDB_cursor *cursor, const MDB_val *key,
+                                const MDB_val *value, void *state)
+{
+    (void)cursor;
+    return commit_staged_document(call, key, value, state);
+}
+
+/* The staged batch into the mirror, and unless update is NULL into the
+ * visible objects.  Staged stays until discard_staged. */
+static int commit_staged(const store_call *call, visible_update *update)
+{
+    return walk_records(call, call->store->staged_downloads, NULL, commit_staged_record, update);
+}
+
+/* 1 when the batch staged the object, else 0. */
+static int is_staged(const store_call *call, const lmdb_object_key *key)
+{
+    MDB_val key_value = lmdb_object_key_value(key), value;
+    int code = mdb_get(call->lmdb.transaction, call->store->staged_downloads, &key_value, &value);
+    if (code == MDB_NOTFOUND)
+        return 0;
+    return code == 0 ? 1 : lmdb_fail_mdb(&call->lmdb, code, "mdb_get");
+}
+
+/* Shows the objects of the set, but those commit_staged showed already
+ * (skip_staged). */
+static int show_objects(const store_call *call, touched_set *set, bool skip_staged,
+                        visible_update *update)
+{
+    int result = 0;
+    for (size_t i = 0; i < set->count && result == 0; i++) {
+        touched_object *object = &set->objects[i];
+        int staged = skip_staged ? is_staged(call, &object->key) : 0;
+        if (staged < 0)
+            return staged;
+        if (staged)
+            continue;
+        result = compute_object_visible(call, object);
+        if (result == 0)
+            result = show_object(call, object, update);
+    }
+    return result;
 }
 
 static int record_download_progress(const store_call *call, const protocol_download_body *download)
@@ -1123,6 +1442,100 @@ static int record_download_progress(const store_call *call, const protocol_downl
     if (result == 0 && download->query_version > 0)
         result = set_query_result(call, download->query_version, true, NULL);
     return result;
+}
+
+/* ------------------------------------------------------------------ */
+/* Access                                                              */
+
+/*
+ * read_only_objects follows the downloads' access entries
+ * (docs/protocol.md, "Access"): each message's entries apply after its
+ * changesets, and an object loses its entry when it leaves the view (a
+ * delete in a download).  Both happen message by message, in the
+ * message's transaction, also for the messages of a batch that is only
+ * staged: so an entry of a later message is never undone by a delete in
+ * an earlier one, and an object of a bootstrap is read-only from the
+ * moment it shows.
+ */
+
+static int forget_access_of_deleted(const store_call *call, const protocol_download_body *download)
+{
+    /* a bootstrap's replacements are deletes too: spare them the lookups
+     * while no object is read-only, as with most apps */
+    MDB_stat marked;
+    int code = mdb_stat(call->lmdb.transaction, call->store->read_only_objects, &marked);
+    if (code != 0)
+        return lmdb_fail_mdb(&call->lmdb, code, "mdb_stat");
+    if (marked.ms_entries == 0)
+        return 0;
+    for (size_t i = 0; i < download->changeset_count; i++) {
+        const changeset *changes = &download->changesets[i].changeset;
+        for (size_t j = 0; j < changes->count; j++) {
+            const changeset_instruction *instruction = &changes->instructions[j];
+            if (instruction->operation != CHANGESET_DELETE)
+                continue;
+            lmdb_object_key key;
+            int result = object_key(call, instruction->collection, instruction->id, &key);
+            MDB_val key_value = lmdb_object_key_value(&key);
+            if (result == 0)
+                result = delete_record(call, call->store->read_only_objects, &key_value);
+            if (result != 0)
+                return result;
+        }
+    }
+    return 0;
+}
+
+/* Marks the object read-only or writable; a visible object whose mark
+ * changed is listed, for the caller to drop what the kernel caches of
+ * its mode. */
+static int set_object_access(const store_call *call, const protocol_object_access *entry,
+                             visible_update *update)
+{
+    lmdb_object_key key;
+    int result = object_key(call, entry->collection, entry->id, &key);
+    if (result != 0)
+        return result;
+    MDB_val key_value = lmdb_object_key_value(&key), nothing = { 0 };
+    MDB_txn *transaction = call->lmdb.transaction;
+    int code = entry->writable
+                   ? mdb_del(transaction, call->store->read_only_objects, &key_value, NULL)
+                   : mdb_put(transaction, call->store->read_only_objects, &key_value, &nothing,
+                             MDB_NOOVERWRITE);
+    if (code == MDB_NOTFOUND || code == MDB_KEYEXIST)
+        return 0; /* it already was so */
+    if (code != 0)
+        return lmdb_fail_mdb(&call->lmdb, code, entry->writable ? "mdb_del" : "mdb_put");
+    const char *text;
+    size_t size;
+    result = store_find_object_text(call, &key, &text, &size);
+    if (result != 0 || text == NULL)
+        return result;
+    shown_object shown = { .key = &key, .collection = entry->collection, .id = entry->id,
+                           .text = text, .size = size };
+    return list_change(call, update, &shown, true);
+}
+
+static int apply_access(const store_call *call, const protocol_download_body *download,
+                        visible_update *update)
+{
+    int result = 0;
+    for (size_t i = 0; i < download->access_count && result == 0; i++)
+        result = set_object_access(call, &download->access[i], update);
+    return result;
+}
+
+static int is_read_only(const store_call *call, const json_t *id)
+{
+    lmdb_object_key key;
+    int result = object_key(call, call->lmdb.collection, id, &key);
+    if (result != 0)
+        return result;
+    MDB_val key_value = lmdb_object_key_value(&key), value;
+    int code = mdb_get(call->lmdb.transaction, call->store->read_only_objects, &key_value, &value);
+    if (code == MDB_NOTFOUND)
+        return 0;
+    return code == 0 ? 1 : lmdb_fail_mdb(&call->lmdb, code, "mdb_get");
 }
 
 /* ------------------------------------------------------------------ */
@@ -1149,6 +1562,9 @@ static int begin_client_reset(const store_call *call)
     if (result == 0)
         result = delete_record(call, call->store->meta, &query_error);
     int code = result == 0 ? mdb_drop(call->lmdb.transaction, call->store->mirror, 0) : 0;
+    /* the new file's bootstrap says again what may not be written */
+    if (code == 0 && result == 0)
+        code = mdb_drop(call->lmdb.transaction, call->store->read_only_objects, 0);
     if (code != 0)
         result = lmdb_fail_mdb(&call->lmdb, code, "mdb_drop");
     if (result == 0)
@@ -1266,21 +1682,15 @@ static int recover_object(const store_call *call, touched_object *object, int64_
 }
 
 /*
- * Completes a client reset, after the download's changesets went into
- * the mirror (download_set): every object visible, in the mirror or named
- * by the set-aside outbox is shown anew as the fresh mirror plus what
- * could be re-applied of the set-aside changes.
+ * Completes a client reset, after the download's batch went into the
+ * mirror: every object visible, in the mirror or named by the set-aside
+ * outbox is shown anew as the fresh mirror plus what could be re-applied
+ * of the set-aside changes.
  */
-static int complete_client_reset(const store_call *call, touched_set *download_set,
-                                 change_list *list)
+static int complete_client_reset(const store_call *call, visible_update *update)
 {
-    int result = 0;
-    for (size_t i = 0; i < download_set->count && result == 0; i++)
-        if (download_set->objects[i].mirror_changed)
-            result = write_mirror(call, &download_set->objects[i]);
-    touched_set set = { .positions = json_object() };
-    if (set.positions == NULL)
-        result = out_of_memory(call);
+    touched_set set;
+    int result = touched_set_init(call, &set);
     if (result == 0)
         result = walk_records(call, call->store->objects, NULL, touch_stored_object, &set);
     if (result == 0)
@@ -1291,6 +1701,8 @@ static int complete_client_reset(const store_call *call, touched_set *download_s
         result = compute_visible(call, &set);
     int code = result == 0 ? mdb_drop(call->lmdb.transaction, call->store->outbox, 0) : 0;
     if (code == 0 && result == 0)
+        code = mdb_drop(call->lmdb.transaction, call->store->outbox_index, 0);
+    if (code == 0 && result == 0)
         code = mdb_drop(call->lmdb.transaction, call->store->held_deletes, 0);
     if (code != 0)
         result = lmdb_fail_mdb(&call->lmdb, code, "mdb_drop");
@@ -1300,16 +1712,49 @@ static int complete_client_reset(const store_call *call, touched_set *download_s
     for (size_t i = 0; i < set.count && result == 0; i++)
         if (set.objects[i].pending)
             result = recover_object(call, &set.objects[i], now);
-    if (result == 0)
-        result = show_objects(call, &set, list);
+    for (size_t i = 0; i < set.count && result == 0; i++)
+        result = show_object(call, &set.objects[i], update);
     if (result == 0)
         result = put_meta(call, META_CLIENT_RESET, 0);
     touched_set_clear(&set);
     return result;
 }
 
+/* The last message of a batch: the staged batch (this message included)
+ * and the acknowledged outbox changesets become the mirror and the
+ * visible objects. */
+static int complete_batch(const store_call *call, const protocol_download_body *download,
+                          visible_update *update)
+{
+    touched_set acknowledged;
+    int result = touched_set_init(call, &acknowledged);
+    if (result == 0)
+        result = for_each_outbox_changeset(call, 1, download->last_integrated_client_version,
+                                           drop_acknowledged, &acknowledged);
+    bool completes_reset = false;
+    if (result == 0)
+        result = completes_client_reset(call, download, &completes_reset);
+    if (result == 0)
+        result = begin_visible_update(call, update);
+    if (result == 0 && completes_reset) {
+        result = commit_staged(call, NULL);
+        if (result == 0)
+            result = discard_staged(call);
+        if (result == 0)
+            result = complete_client_reset(call, update);
+    } else if (result == 0) {
+        result = commit_staged(call, update);
+        if (result == 0)
+            result = show_objects(call, &acknowledged, true, update);
+        if (result == 0)
+            result = discard_staged(call);
+    }
+    touched_set_clear(&acknowledged);
+    return result;
+}
+
 static int apply_download(const store_call *call, const protocol_download_body *download,
-                          change_list *list)
+                          visible_update *update)
 {
     uint64_t identity, last_server_version;
     int result = get_meta(call, META_FILE_IDENTITY, &identity);
@@ -1323,33 +1768,225 @@ static int apply_download(const store_call *call, const protocol_download_body *
         return lmdb_fail(&call->lmdb, -EINVAL, "server version %llu is behind %llu",
                          (unsigned long long)download->server_version,
                          (unsigned long long)last_server_version);
-    if (!download->last_in_batch)
-        return stage_download(call, download);
-    touched_set set = { .positions = json_object() };
-    if (set.positions == NULL)
-        return out_of_memory(call);
-    result = walk_records(call, call->store->staged_downloads, NULL, mirror_staged, &set);
+    result = stage_download(call, download);
     if (result == 0)
-        result = discard_staged(call);
-    for (size_t i = 0; i < download->changeset_count && result == 0; i++)
-        result = mirror_changeset(call, &set, &download->changesets[i].changeset);
+        result = forget_access_of_deleted(call, download);
+    if (result == 0 && download->last_in_batch)
+        result = complete_batch(call, download, update);
     if (result == 0)
-        result = for_each_outbox_changeset(call, 1, download->last_integrated_client_version,
-                                           drop_acknowledged, &set);
-    bool completes_reset = false;
-    if (result == 0)
-        result = completes_client_reset(call, download, &completes_reset);
-    if (result == 0)
-        result = completes_reset ? complete_client_reset(call, &set, list)
-                                 : show_touched_objects(call, &set, list);
-    if (result == 0)
+        result = apply_access(call, download, update);
+    if (result == 0 && download->last_in_batch)
         result = record_download_progress(call, download);
-    touched_set_clear(&set);
     return result;
 }
 
 /* ------------------------------------------------------------------ */
+/* Refused writes                                                      */
+
+/*
+ * A compensating write: the server refused what the outbox changesets up
+ * to client_version do to one object, and integrated the rest of them.
+ * The object's instructions leave those changesets (one left empty leaves
+ * the outbox: client versions may have gaps), so that the object shows
+ * the mirror again with only the later changes on top; those were made
+ * after the refused ones and are the server's to judge.
+ */
+
+typedef struct version_list {
+    uint64_t *versions;
+    size_t count;
+    size_t capacity;
+} version_list;
+
+/* The client versions, up to last_version, of the outbox changesets that
+ * touch the object at key, in order. */
+static int list_pending_versions(const store_call *call, const lmdb_object_key *key,
+                                 uint64_t last_version, version_list *list)
+{
+    MDB_cursor *cursor;
+    int code = mdb_cursor_open(call->lmdb.transaction, call->store->outbox_index, &cursor);
+    if (code != 0)
+        return lmdb_fail_mdb(&call->lmdb, code, "mdb_cursor_open");
+    MDB_val key_value = lmdb_object_key_value(key), version_value;
+    int result = 0;
+    for (code = mdb_cursor_get(cursor, &key_value, &version_value, MDB_SET_KEY);
+         code == 0 && result == 0;
+         code = mdb_cursor_get(cursor, &key_value, &version_value, MDB_NEXT_DUP)) {
+        uint64_t version;
+        result = lmdb_number_key_decode(&call->lmdb, &version_value, &version);
+        if (result != 0 || version > last_version)
+            break;
+        uint64_t *versions = make_room(list->versions, list->count, &list->capacity,
+                                       sizeof *versions);
+        if (versions == NULL)
+            result = out_of_memory(call);
+        else
+            (list->versions = versions)[list->count++] = version;
+    }
+    return lmdb_cursor_finish(&call->lmdb, cursor, result, code, "mdb_cursor_get");
+}
+
+/* Copies into kept the instructions of queued that are not on the object
+ * at key. */
+static int keep_other_objects(const store_call *call, const changeset *queued,
+                              const lmdb_object_key *key, changeset *kept)
+{
+    *kept = (changeset){ .origin = queued->origin, .client_version = queued->client_version,
+                         .timestamp = queued->timestamp };
+    for (size_t i = 0; i < queued->count; i++) {
+        const changeset_instruction *instruction = &queued->instructions[i];
+        lmdb_object_key instruction_key;
+        int result = object_key(call, instruction->collection, instruction->id, &instruction_key);
+        if (result != 0)
+            return result;
+        MDB_val stored = lmdb_object_key_value(&instruction_key);
+        if (lmdb_object_key_equals(&stored, key))
+            continue;
+        char message[256];
+        result = changeset_append(kept, instruction->operation, instruction->collection,
+                                  instruction->id, instruction->path, instruction->value,
+                                  message, sizeof message);
+        if (result != 0)
+            return lmdb_fail(&call->lmdb, result, "cannot keep an outbox instruction: %s",
+                             message);
+    }
+    return 0;
+}
+
+/* The object at key leaves the outbox changeset of client version. */
+static int drop_refused_instructions(const store_call *call, const lmdb_object_key *key,
+                                     uint64_t version)
+{
+    lmdb_number_key version_key;
+    MDB_val outbox_key = lmdb_number_key_value(&version_key, version), value;
+    int code = mdb_get(call->lmdb.transaction, call->store->outbox, &outbox_key, &value);
+    if (code != 0)
+        return code == MDB_NOTFOUND
+                   ? lmdb_fail(&call->lmdb, -EIO, "the outbox index names changeset %llu, "
+                               "which the outbox lacks", (unsigned long long)version)
+                   : lmdb_fail_mdb(&call->lmdb, code, "mdb_get");
+    json_t *record;
+    int result = lmdb_parse_json_record(&call->lmdb, &value, &record);
+    if (result != 0)
+        return result;
+    changeset queued = { 0 }, kept = { 0 };
+    result = parse_changeset(call, json_object_get(record, "changeset"), &queued);
+    if (result == 0)
+        result = keep_other_objects(call, &queued, key, &kept);
+    /* a held delete's one instruction is the delete of this object */
+    if (result == 0 && json_object_get(record, "held") != NULL)
+        result = forget_held_delete(call, &queued);
+    if (result == 0 && kept.count == 0) {
+        result = delete_record(call, call->store->outbox, &outbox_key);
+    } else if (result == 0) {
+        json_t *json = changeset_to_json(&kept);
+        if (json == NULL || json_object_set_new(record, "changeset", json) != 0)
+            result = out_of_memory(call);
+        else
+            result = lmdb_put_json_record(&call->lmdb, call->store->outbox, &outbox_key, record,
+                                          0);
+    }
+    MDB_val key_value = lmdb_object_key_value(key);
+    if (result == 0)
+        result = index_entry(call, &key_value, version, false);
+    changeset_clear(&queued);
+    changeset_clear(&kept);
+    json_decref(record);
+    return result;
+}
+
+static int increment_meta(const store_call *call, const char *name)
+{
+    uint64_t value;
+    int result = get_meta(call, name, &value);
+    return result == 0 ? put_meta(call, name, value + 1) : result;
+}
+
+/* *rejected: the object's visible text before the revert, or NULL. */
+static int revert_refused_write(const store_call *call, const char *collection, const json_t *id,
+                                uint64_t client_version, char **rejected,
+                                visible_update *update)
+{
+    touched_object object = { .id = json_incref((json_t *)id), .collection = strdup(collection) };
+    int result = object.collection != NULL ? object_key(call, collection, id, &object.key)
+                                           : out_of_memory(call);
+    const char *text = NULL;
+    size_t size = 0;
+    if (result == 0)
+        result = store_find_object_text(call, &object.key, &text, &size);
+    if (result == 0 && text != NULL && (*rejected = strndup(text, size)) == NULL)
+        result = out_of_memory(call);
+    version_list refused = { 0 };
+    if (result == 0)
+        result = list_pending_versions(call, &object.key, client_version, &refused);
+    for (size_t i = 0; i < refused.count && result == 0; i++)
+        result = drop_refused_instructions(call, &object.key, refused.versions[i]);
+    if (result == 0)
+        result = begin_visible_update(call, update);
+    if (result == 0)
+        result = compute_object_visible(call, &object);
+    if (result == 0)
+        result = show_object(call, &object, update);
+    if (result == 0)
+        result = increment_meta(call, META_REJECTED_WRITES);
+    free(refused.versions);
+    touched_object_clear(&object);
+    return result;
+}
+
+/* ------------------------------------------------------------------ */
+/* The server's schemas                                                */
+
+static int put_server_schema(const store_call *call, const char *collection, const json_t *schema)
+{
+    int result = lmdb_check_collection_name(&call->lmdb, collection);
+    if (result != 0)
+        return result;
+    size_t size;
+    char *text = ejson_format_pretty(schema, &size);
+    if (text == NULL)
+        return out_of_memory(call);
+    MDB_val key = lmdb_text_value(collection), value = { .mv_size = size, .mv_data = text };
+    int code = mdb_put(call->lmdb.transaction, call->store->schemas, &key, &value, 0);
+    free(text);
+    return code == 0 ? 0 : lmdb_fail_mdb(&call->lmdb, code, "mdb_put");
+}
+
+static int set_server_schemas(const store_call *call, const json_t *collections,
+                              bool development_mode)
+{
+    if (!json_is_object(collections))
+        return lmdb_fail(&call->lmdb, -EINVAL, "the schemas are not a JSON object");
+    int code = mdb_drop(call->lmdb.transaction, call->store->schemas, 0);
+    if (code != 0)
+        return lmdb_fail_mdb(&call->lmdb, code, "mdb_drop");
+    const char *collection;
+    json_t *schema;
+    json_object_foreach((json_t *)collections, collection, schema) {
+        int result = put_server_schema(call, collection, schema);
+        if (result != 0)
+            return result;
+    }
+    int result = put_meta(call, META_SERVER_SCHEMAS, 1);
+    return result == 0 ? put_meta(call, META_DEVELOPMENT_MODE, development_mode) : result;
+}
+
+/* ------------------------------------------------------------------ */
 /* Public interface                                                    */
+
+/* The changes a finished call listed go to the caller, or are freed when
+ * it failed. */
+static int hand_over_changes(int result, visible_update *update, store_download_change **changes,
+                             size_t *change_count)
+{
+    if (result != 0) {
+        store_free_download_changes(update->changes, update->count);
+        return result;
+    }
+    *changes = update->changes;
+    *change_count = update->count;
+    return 0;
+}
 
 /* Begins a call on a synced store; store_call_finish must follow when it
  * succeeds. */
@@ -1474,15 +2111,9 @@ int store_apply_download(store *store, const protocol_download_body *download,
     int result = begin_sync_call(&call, STORE_WRITE, STORE_WHOLE);
     if (result != 0)
         return result;
-    change_list list = { 0 };
-    result = store_call_finish(&call, apply_download(&call, download, &list));
-    if (result != 0) {
-        store_free_download_changes(list.changes, list.count);
-        return result;
-    }
-    *changes = list.changes;
-    *change_count = list.count;
-    return 0;
+    visible_update update = { 0 };
+    result = store_call_finish(&call, apply_download(&call, download, &update));
+    return hand_over_changes(result, &update, changes, change_count);
 }
 
 void store_free_download_changes(store_download_change *changes, size_t change_count)
@@ -1511,4 +2142,43 @@ int store_begin_client_reset(store *store)
     if (result != 0)
         return result;
     return store_call_finish(&call, begin_client_reset(&call));
+}
+
+int store_object_is_read_only(store *store, const char *collection, const json_t *id)
+{
+    store_call call = store_call_new(store, "check object access", collection);
+    int result = begin_sync_call(&call, STORE_READ, STORE_ONE_COLLECTION);
+    if (result != 0)
+        return result;
+    return store_call_finish(&call, is_read_only(&call, id));
+}
+
+int store_revert_refused_write(store *store, const char *collection, const json_t *id,
+                               uint64_t client_version, char **rejected_text,
+                               store_download_change **changes, size_t *change_count)
+{
+    *rejected_text = NULL;
+    *changes = NULL;
+    *change_count = 0;
+    store_call call = store_call_new(store, "revert refused write", collection);
+    int result = begin_sync_call(&call, STORE_WRITE, STORE_ONE_COLLECTION);
+    if (result != 0)
+        return result;
+    visible_update update = { 0 };
+    result = store_call_finish(&call, revert_refused_write(&call, collection, id, client_version,
+                                                           rejected_text, &update));
+    if (result != 0) {
+        free(*rejected_text);
+        *rejected_text = NULL;
+    }
+    return hand_over_changes(result, &update, changes, change_count);
+}
+
+int store_set_server_schemas(store *store, const json_t *collections, bool development_mode)
+{
+    store_call call = store_call_new(store, "set the server's schemas", NULL);
+    int result = begin_sync_call(&call, STORE_WRITE, STORE_WHOLE);
+    if (result != 0)
+        return result;
+    return store_call_finish(&call, set_server_schemas(&call, collections, development_mode));
 }

@@ -971,24 +971,49 @@ static int trim_tombstones(const sync_call *call, int64_t cutoff_ms)
 /* ------------------------------------------------------------------ */
 /* Reading objects                                                     */
 
-static int get_document(const sync_call *call, const json_t *id, json_t **document)
+/* The record of object id (of the call's collection) in database: 0
+ * with *value, 1 when there is none, or a negative errno. */
+static int find_object_record(const sync_call *call, MDB_dbi database, const json_t *id,
+                              MDB_val *value)
 {
     lmdb_object_key key_bytes;
     int result = lmdb_object_key_build(&call->lmdb, call->lmdb.collection, id,
                                        call->store->max_key_size, &key_bytes);
     if (result != 0)
         return result;
-    MDB_val key = lmdb_object_key_value(&key_bytes), value;
-    int code = mdb_get(call->lmdb.transaction, call->store->documents, &key, &value);
+    MDB_val key = lmdb_object_key_value(&key_bytes);
+    int code = mdb_get(call->lmdb.transaction, database, &key, value);
     if (code == MDB_NOTFOUND)
-        return lmdb_fail(&call->lmdb, -ENOENT, "no object with this id");
+        return 1;
     if (code != 0)
         return lmdb_fail_mdb(&call->lmdb, code, "mdb_get");
+    return 0;
+}
+
+static int get_document(const sync_call *call, const json_t *id, json_t **document)
+{
+    MDB_val value;
+    int result = find_object_record(call, call->store->documents, id, &value);
+    if (result == 1)
+        return lmdb_fail(&call->lmdb, -ENOENT, "no object with this id");
+    if (result != 0)
+        return result;
     ejson_error error;
     *document = ejson_parse(value.mv_data, value.mv_size, &error);
     if (*document == NULL)
         return lmdb_fail(&call->lmdb, -EIO, "a stored document is damaged: %s", error.message);
     return 0;
+}
+
+static int get_object_state(const sync_call *call, const json_t *id, object_state **state)
+{
+    MDB_val value;
+    int result = find_object_record(call, call->store->states, id, &value);
+    if (result == 1) {
+        *state = object_state_new(id);
+        return *state != NULL ? 0 : fail_out_of_memory(call);
+    }
+    return result == 0 ? load_state(call, &value, state) : result;
 }
 
 typedef struct scan_state {
@@ -1245,6 +1270,17 @@ int sync_store_get_document(sync_store *store, const char *collection, const jso
     if (result != 0)
         return result;
     return finish_call(&call, get_document(&call, id, document));
+}
+
+int sync_store_get_object_state(sync_store *store, const char *collection, const json_t *id,
+                                object_state **state)
+{
+    *state = NULL;
+    sync_call call = new_call(store, "get merge state", collection);
+    int result = begin_call(&call, false);
+    if (result != 0)
+        return result;
+    return finish_call(&call, get_object_state(&call, id, state));
 }
 
 int sync_store_scan_history(sync_store *store, uint64_t after_version, history_visit *visit,

@@ -123,6 +123,61 @@ size_t value_utf8_sequence_length(const unsigned char *bytes, size_t available)
     return length;
 }
 
+/* The four hex digits of a \u escape at text (after the "\u"), or -1. */
+static long json_escape_hex_quad(const char *text, size_t available)
+{
+    if (available < 4)
+        return -1;
+    long value = 0;
+    for (size_t i = 0; i < 4; i++) {
+        int digit = value_hex_digit(text[i]);
+        if (digit < 0)
+            return -1;
+        value = value * 16 + digit;
+    }
+    return value;
+}
+
+static bool json_escape_is_high_surrogate(long unit)
+{
+    return unit >= 0xD800 && unit <= 0xDBFF;
+}
+
+static bool json_escape_is_low_surrogate(long unit)
+{
+    return unit >= 0xDC00 && unit <= 0xDFFF;
+}
+
+size_t value_decode_json_escape(const char *text, size_t available, long *code_point)
+{
+    static const char simple[] = "\"\"\\\\//b\bf\fn\nr\rt\t";
+    if (available < 2)
+        return 0;
+    if (text[1] != 'u') {
+        for (size_t i = 0; i + 1 < sizeof simple; i += 2) {
+            if (text[1] == simple[i]) {
+                *code_point = (unsigned char)simple[i + 1];
+                return 2;
+            }
+        }
+        return 0;
+    }
+    long unit = json_escape_hex_quad(text + 2, available - 2);
+    if (unit < 0 || json_escape_is_low_surrogate(unit))
+        return 0;
+    if (!json_escape_is_high_surrogate(unit)) {
+        *code_point = unit;
+        return 6;
+    }
+    if (available < 8 || text[6] != '\\' || text[7] != 'u')
+        return 0;
+    long low = json_escape_hex_quad(text + 8, available - 8);
+    if (!json_escape_is_low_surrogate(low))
+        return 0;
+    *code_point = 0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00);
+    return 12;
+}
+
 size_t value_encode_utf8(uint32_t code_point, char *out)
 {
     if (code_point < 0x80) {

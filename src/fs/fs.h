@@ -135,6 +135,10 @@ void fs_notify_entry(fuse_ino_t parent, const char *name);
  * <collection>/<name of id>, and, when listing_changed (the object appeared
  * or went), the collection's cached listing and the root's. */
 void fs_notify_object_changed(const char *collection, const json_t *id, bool listing_changed);
+/* Any thread, after the store's schema of collection changed behind the
+ * kernel's back (the server's schemas): drop the kernel's entry and
+ * attributes of .realmfs/schema/<collection>.json. */
+void fs_notify_schema_changed(const char *collection);
 
 /* ---- control files (fs_control.c) ---- */
 /* Snapshot text of .realmfs/status or errors; malloc'd. */

@@ -104,7 +104,7 @@ static int describe_sync(fs_context *fs, json_t **out)
                        : strcmp(set_state, "bootstrapping") == 0 ? connection.bootstrap_progress
                                                                  : 0.0;
     *out = json_pack(
-        "{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:s, s:f,"
+        "{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:s, s:f,"
         " s:{s:I, s:I}, s:o}",
         "state", sync_status_state_name(connection.state),
         "last_error", connection.last_error,
@@ -114,6 +114,8 @@ static int describe_sync(fs_context *fs, json_t **out)
         "file_identity", (json_int_t)progress.file_identity,
         "last_server_version", (json_int_t)progress.last_server_version,
         "pending_uploads", (json_int_t)progress.outbox_changesets,
+        "read_only_objects", (json_int_t)progress.read_only_objects,
+        "rejected_writes", (json_int_t)progress.rejected_writes,
         "subscriptions_version", (json_int_t)progress.subscriptions_version,
         "accepted_query_version", (json_int_t)progress.accepted_query_version,
         "refused_query_version", (json_int_t)progress.refused_query_version,

@@ -10,7 +10,9 @@
  * delivers it.
  */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -137,4 +139,18 @@ void fs_notify_object_changed(const char *collection, const json_t *id, bool lis
     fs_notify_entry(directory, name);
     if (listing_changed)
         fs_notify_inode(directory);
+}
+
+void fs_notify_schema_changed(const char *collection)
+{
+    fuse_ino_t control = fs_nodes_find_ino(FUSE_ROOT_ID, FS_CONTROL_DIR);
+    fuse_ino_t directory = control ? fs_nodes_find_ino(control, "schema") : 0;
+    if (directory == 0)
+        return; /* never looked up: the kernel caches nothing under it */
+    char name[PATH_MAX];
+    snprintf(name, sizeof name, "%s.json", collection);
+    fuse_ino_t schema = fs_nodes_find_ino(directory, name);
+    if (schema != 0)
+        fs_notify_inode(schema);
+    fs_notify_entry(directory, name);
 }

@@ -16,6 +16,12 @@
  * Scratch files (editor swap and backup files, sed's temporary file, ...)
  * are ordinary files kept under <data>/scratch/ and passed through.
  *
+ * On a synced mount some documents are read-only (docs/sync.md): objects
+ * the server says the user may not write, and the server's schemas
+ * outside Development Mode.  They show mode 0444, and everything that
+ * would change them fails with EACCES before anything is stored or
+ * queued, so an editor warns before the user types.
+ *
  * All handlers run on the FUSE thread (see fs.h).
  */
 #include <dirent.h>
@@ -309,6 +315,45 @@ static void announce_object_change(fs_context *fs)
         sync_status_wake(fs->sync_status);
 }
 
+/* Once a synced mount holds the server's schemas, they are the server's
+ * to change, unless it is in Development Mode.  1, 0 or -errno. */
+static int schemas_are_read_only(fs_context *fs)
+{
+    if (!fs->sync_status)
+        return 0;
+    store_sync_progress progress;
+    int error = store_get_sync_progress(fs->store, &progress);
+    if (error)
+        return error;
+    return progress.server_schemas && !progress.development_mode;
+}
+
+/* 0 when a document of kind (collection and id: those of an object; id
+ * NULL for one not stored yet) may change, -EACCES when it is read-only,
+ * or -errno.  A new object may always be written: the server judges
+ * creations. */
+static int check_kind_writable(fs_context *fs, fs_node_kind kind, const char *collection,
+                               const json_t *id)
+{
+    int read_only = 0;
+    if (kind == FS_NODE_SCHEMA)
+        read_only = schemas_are_read_only(fs);
+    else if (kind == FS_NODE_OBJECT && fs->sync_status && id)
+        read_only = store_object_is_read_only(fs->store, collection, id);
+    return read_only < 0 ? read_only : read_only ? -EACCES : 0;
+}
+
+static int check_writable(fs_context *fs, const fs_node *node)
+{
+    return check_kind_writable(fs, node->kind, node->collection,
+                               node->pending ? NULL : node->id);
+}
+
+static mode_t document_mode(fs_context *fs, const fs_node *node)
+{
+    return check_writable(fs, node) == -EACCES ? 0444 : 0644;
+}
+
 /*
  * Validate text as the new content of node and store it, changed at
  * modified_ns (0: now).  When replaced is given (a rename), its stored
@@ -478,14 +523,15 @@ static int node_attributes(fs_context *fs, fs_node *node, const fs_handle *askin
     case FS_NODE_SCHEMA:
     case FS_NODE_OBJECT:
     case FS_NODE_SUBSCRIPTION: {
+        mode_t mode = document_mode(fs, node);
         if (!(asking && asking->node == node && asking->fd < 0))
             asking = node->latest_draft;
         if (asking) {
-            fill_file(fs, st, 0644, asking->size, asking->dirty ? now_ns() : asking->modified_ns);
+            fill_file(fs, st, mode, asking->size, asking->dirty ? now_ns() : asking->modified_ns);
             return 0;
         }
         if (node->pending) {
-            fill_file(fs, st, 0644, 0, node->pending_modified_ns);
+            fill_file(fs, st, mode, 0, node->pending_modified_ns);
             return 0;
         }
         store_object_info info;
@@ -501,7 +547,7 @@ static int node_attributes(fs_context *fs, fs_node *node, const fs_handle *askin
         }
         if (error)
             return error;
-        fill_file(fs, st, 0644, info.size, info.modified_ns);
+        fill_file(fs, st, mode, info.size, info.modified_ns);
         *timeout = node->open_writers ? 0 : FS_STABLE_TIMEOUT_SECONDS;
         return 0;
     }
@@ -755,6 +801,20 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         fuse_reply_attr(req, &st, timeout);
 }
 
+/* access(2), which the kernel asks us about when it does not check modes
+ * itself (no default_permissions): a write is refused where the mode
+ * says 0444, so `test -w` and editors that ask agree with `ls -l`. */
+static void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
+{
+    fs_node *node = fs_node_get(ino);
+    int error = node ? 0 : -ENOENT;
+    if (!error && (mask & W_OK) && (node->kind == FS_NODE_STATUS || node->kind == FS_NODE_ERRORS))
+        error = -EACCES;
+    else if (!error && (mask & W_OK) && is_document_kind(node->kind))
+        error = check_writable(context_of(req), node);
+    fuse_reply_err(req, -error);
+}
+
 /* ---------------------------------------------------------------------
  * Handles
  * --------------------------------------------------------------------- */
@@ -852,10 +912,13 @@ static int open_document(fs_context *fs, fs_node *node, int flags, fs_handle *ha
                          struct fuse_file_info *fi)
 {
     handle->writable = (flags & O_ACCMODE) != O_RDONLY;
+    int error = handle->writable ? check_writable(fs, node) : 0;
+    if (error)
+        return error;
     store_object_info info;
     char *text;
     size_t size;
-    int error = load_document(fs, node, &text, &size, &info);
+    error = load_document(fs, node, &text, &size, &info);
     if (error)
         return error;
     handle->data = text;
@@ -986,6 +1049,9 @@ static int create_node(fs_context *fs, fs_node *dir, const char *name, mode_t mo
     if (error != -ENOENT)
         return error;
     fs_node_kind kind = kind_of_new_name(dir, name);
+    error = check_kind_writable(fs, kind, dir->collection, NULL);
+    if (error)
+        return error;
     if (kind == FS_NODE_SCRATCH) {
         error = ensure_scratch_directory(fs, dir);
         if (error)
@@ -1250,8 +1316,11 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
     if (!error && node->kind == FS_NODE_SCRATCH) {
         error = setattr_scratch(fs, node, attr, to_set, handle);
     } else if (!error && is_document_kind(node->kind)) {
-        if (to_set & FUSE_SET_ATTR_SIZE)
-            error = truncate_document(fs, node, attr->st_size, handle);
+        if (to_set & FUSE_SET_ATTR_SIZE) {
+            error = check_writable(fs, node);
+            if (!error)
+                error = truncate_document(fs, node, attr->st_size, handle);
+        }
         if (!error && (to_set & FUSE_SET_ATTR_MTIME))
             error = set_document_time(fs, node, requested_time_ns(attr, to_set));
     } else if (!error && (to_set & FUSE_SET_ATTR_SIZE) && node->kind != FS_NODE_MARK) {
@@ -1389,7 +1458,9 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
         scratch_path(dir, name, path, sizeof path);
         error = unlinkat(fs->scratch_directory_fd, path, 0) == 0 ? 0 : -errno;
     } else if (!error && is_document_kind(node->kind)) {
-        error = delete_document(fs, node, false);
+        error = check_writable(fs, node);
+        if (!error)
+            error = delete_document(fs, node, false);
     } else if (!error) {
         error = node->kind == FS_NODE_COLLECTION ? -EISDIR : -EPERM;
     }
@@ -1663,7 +1734,14 @@ static int rename_in_directory(fs_context *fs, fs_node *dir, fs_node *source,
     if (lookup == 0 && existing == source)
         return 0;
     fs_node_kind target_kind = kind_of_new_name(dir, new_name);
-    int error;
+    /* neither the name left nor the one replaced may be read-only, nor,
+     * for a new name, the kind of document it makes */
+    int error = check_writable(fs, source);
+    if (!error)
+        error = lookup == 0 ? check_writable(fs, existing)
+                            : check_kind_writable(fs, target_kind, dir->collection, NULL);
+    if (error)
+        return error;
     if (source->kind == FS_NODE_SCRATCH && target_kind == FS_NODE_SCRATCH) {
         char source_path[PATH_MAX], target_path[PATH_MAX];
         scratch_path(dir, source->name, source_path, sizeof source_path);
@@ -1845,6 +1923,7 @@ typedef struct directory_page {
     size_t used;
     uint64_t ordinal; /* objects: index of the next one */
     bool full;
+    bool may_hold_read_only; /* objects: some object of the store is read-only */
 } directory_page;
 
 /* Add one entry; false when it does not fit (then nothing was added). */
@@ -1907,7 +1986,8 @@ static int page_add_object(const store_object_view *object, void *context)
     if (!node->id)
         node->id = json_incref((json_t *)object->id);
     struct stat st = {.st_ino = node->ino};
-    fill_file(page->fs, &st, 0644, object->info.size, object->info.modified_ns);
+    fill_file(page->fs, &st, page->may_hold_read_only ? document_mode(page->fs, node) : 0644,
+              object->info.size, object->info.modified_ns);
     st.st_ino = node->ino;
     if (!page_add(page, node, name, &st, FS_STABLE_TIMEOUT_SECONDS,
                   READDIR_OBJECTS_BASE + (off_t)page->ordinal + 1))
@@ -1954,6 +2034,11 @@ static int page_add_objects(directory_page *page, uint64_t ordinal)
             return 0;
     }
     page->ordinal = ordinal;
+    /* asking the store object by object only when there is something to find */
+    store_sync_progress progress;
+    page->may_hold_read_only = page->fs->sync_status &&
+                               (store_get_sync_progress(page->fs->store, &progress) != 0 ||
+                                progress.read_only_objects > 0);
     json_t *start = ordinal == 0 ? NULL : json_incref(handle->resume_id);
     int error = store_scan_objects(page->fs->store, collection, start, start != NULL,
                                    page_add_object, page);
@@ -2051,6 +2136,7 @@ const struct fuse_lowlevel_ops fs_operations = {
     .forget_multi = op_forget_multi,
     .getattr = op_getattr,
     .setattr = op_setattr,
+    .access = op_access,
     .readlink = op_readlink,
     .mknod = op_mknod,
     .mkdir = op_mkdir,

@@ -433,6 +433,11 @@ static void print_sync_status(const json_t *sync)
     printf("             file %lld, server version %lld, %lld upload%s pending\n",
            number_member(sync, "file_identity"), number_member(sync, "last_server_version"),
            pending, pending == 1 ? "" : "s");
+    long long read_only = number_member(sync, "read_only_objects");
+    long long rejected = number_member(sync, "rejected_writes");
+    printf("             %lld read-only object%s, %lld write%s refused by the server%s\n",
+           read_only, read_only == 1 ? "" : "s", rejected, rejected == 1 ? "" : "s",
+           rejected ? " (see .realmfs/errors in the mount)" : "");
     const char *set_state = text_member(sync, "query_state");
     printf("subscriptions: version %lld, %s", number_member(sync, "subscriptions_version"),
            set_state);

@@ -193,16 +193,25 @@ static void invalidate_downloaded(const store_download_change *changes, size_t c
                                  changes[i].existed != changes[i].exists);
 }
 
+static void invalidate_schema(const char *collection, void *context)
+{
+    (void)context;
+    fs_notify_schema_changed(collection);
+}
+
 static int start_sync(const mount_options *options, fs_context *fs, sync_client **client,
                       daemon_link *link)
 {
     sync_client_options sync_options = {.server_url = options->server_url,
                                         .app_id = options->app_id,
                                         .authorization = options->authorization,
-                                        .ca_file = options->ca_file};
+                                        .ca_file = options->ca_file,
+                                        .mountpoint = fs->mountpoint};
+    sync_client_listener listener = {.changed = invalidate_downloaded,
+                                     .schema_changed = invalidate_schema};
     char message[512];
     int error = sync_client_start(&sync_options, fs->store, fs->errors, fs->sync_status,
-                                  invalidate_downloaded, NULL, client, message, sizeof message);
+                                  &listener, client, message, sizeof message);
     if (error)
         report_failure(link, "cannot start syncing: %s", message);
     return error;

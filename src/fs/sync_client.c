@@ -30,6 +30,8 @@
 #include "realmfs/ejson.h"
 #include "realmfs/object_name.h"
 #include "realmfs/protocol.h"
+#include "realmfs/protocol_download_reader.h"
+#include "realmfs/schema.h"
 #include "realmfs/sync_transport.h"
 
 /* The one session of the connection: a mount syncs one file. */
@@ -81,10 +83,12 @@ struct sync_client {
     char *app_id;
     char *authorization;
     char *ca_file;
+    char *mountpoint;
     store *store;
     error_log *errors;
     sync_status *status;
     sync_client_changed_fn changed;
+    sync_client_schema_changed_fn schema_changed;
     void *changed_context;
     pthread_t thread;
 
@@ -381,7 +385,10 @@ static void send_uploads_if_due(sync_client *client, const store_sync_progress *
     client->held_delete_recheck_ms = held ? now + SYNC_HELD_DELETE_RECHECK_MS : 0;
 }
 
-/* Everything due on a bound session. */
+/* Everything due on a bound session.  Uploads wait while the latest
+ * subscription set has not gone yet: the server judges a write by the
+ * session's view at the time, and would refuse one of an object only the
+ * new set selects (the user subscribed, then wrote). */
 static void send_due_messages(sync_client *client, int64_t now)
 {
     store_sync_progress progress;
@@ -389,7 +396,12 @@ static void send_due_messages(sync_client *client, int64_t now)
         return;
     send_query_if_due(client, &progress, now);
     send_mark_if_due(client);
-    send_uploads_if_due(client, &progress, now);
+    uint64_t version = progress.subscriptions_version;
+    bool set_unsent = version > client->sent_query_version &&
+                      version > progress.accepted_query_version &&
+                      version > progress.refused_query_version;
+    if (!set_unsent)
+        send_uploads_if_due(client, &progress, now);
 }
 
 /* ---- receiving ------------------------------------------------------- */
@@ -403,50 +415,131 @@ static void object_path(const char *collection, const json_t *id, char *path, si
     snprintf(path, size, "%s/%s", collection, name);
 }
 
-/* The members of an error record that name an object and keep what the
- * user had in it (content: NULL when none, or too large to log).  NULL
- * when out of memory. */
-static json_t *object_record(const char *collection, const json_t *id, const char *content)
+/* A document (or an _id) as the JSON its Extended JSON text is, for an
+ * error record; NULL when out of memory. */
+static json_t *extended_json(const json_t *value)
 {
-    json_t *record = json_object();
-    char *id_text = ejson_format_line(id, NULL);
-    if (record) {
-        json_object_set_new(record, "collection", json_string(collection));
-        if (id_text)
-            json_object_set_new(record, "_id", json_string(id_text));
-        if (content && strlen(content) <= SYNC_LOGGED_CONTENT_LIMIT)
-            json_object_set_new(record, "content", json_string(content));
+    char *text = ejson_format_line(value, NULL);
+    json_t *json = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+    free(text);
+    return json;
+}
+
+/* The members of an error record that name an object and keep what the
+ * user had in it under content_member (left out when content is NULL or
+ * too large to log).  NULL when out of memory. */
+static json_t *object_record(const char *collection, const json_t *id,
+                             const char *content_member, const char *content)
+{
+    json_t *record = json_pack("{s:s, s:o}", "collection", collection, "_id", extended_json(id));
+    if (record && content && strlen(content) <= SYNC_LOGGED_CONTENT_LIMIT &&
+        json_object_set_new(record, content_member, json_string(content)) != 0) {
+        json_decref(record);
+        return NULL;
     }
-    free(id_text);
     return record;
 }
 
-/* A write the server refused: the object goes back to the server's
- * version with the download that follows; keep what the user had. */
-static void log_compensating_write(sync_client *client, const protocol_error_body *error)
+/*
+ * A write the server refused (a compensating write, docs/sync.md,
+ * "Errors"): the object drops the refused changes and shows the server's
+ * version at once, and the error log keeps what the user had.  The
+ * download that acknowledges the upload comes after this error, and
+ * changes nothing more of the object: the refused write never reached
+ * the mirror.
+ */
+static void revert_refused_write(sync_client *client, const protocol_error_body *error)
 {
     const protocol_compensating_write *write = error->compensating_write;
     if (!write) {
-        log_problem(client, "", EPERM, error->message, NULL);
+        log_problem(client, "", EACCES, error->message, NULL);
         return;
     }
-    char path[PATH_MAX];
+    char *rejected = NULL;
+    store_download_change *changes = NULL;
+    size_t count = 0;
+    int failed = store_revert_refused_write(client->store, write->collection, write->id,
+                                            write->client_version, &rejected, &changes, &count);
+    char path[PATH_MAX], file[PATH_MAX + 1];
     object_path(write->collection, write->id, path, sizeof path);
-    char *content = NULL;
-    if (store_get_object(client->store, write->collection, write->id, &content, NULL) != 0)
-        content = NULL;
-    json_t *extra = object_record(write->collection, write->id, content);
-    free(content);
-    char *server_text = write->server_document ? ejson_format_line(write->server_document, NULL) : NULL;
-    if (extra)
-        json_object_set_new(extra, "server_document",
-                            server_text ? json_string(server_text) : json_null());
-    char reason[600];
-    snprintf(reason, sizeof reason, "the server refused the write and restores its version: %s",
-             write->reason);
-    log_problem(client, path, EPERM, reason, extra);
-    free(server_text);
+    snprintf(file, sizeof file, "%s/%s", client->mountpoint, path);
+    json_t *extra = object_record(write->collection, write->id, "rejected", rejected);
+    json_t *details = json_pack("{s:s, s:s, s:o}", "kind", "compensating_write", "file", file,
+                                "server_document", write->server_document
+                                                       ? extended_json(write->server_document)
+                                                       : json_null());
+    if (extra && (!details || json_object_update(extra, details) != 0)) {
+        json_decref(extra);
+        extra = NULL; /* the line, without what memory was lacking for */
+    }
+    json_decref(details);
+    char reason[SYNC_STATUS_TEXT_MAX + 600];
+    if (failed)
+        snprintf(reason, sizeof reason, "%s (the mount could not revert its copy: %s)",
+                 write->reason, store_last_error());
+    log_problem(client, path, EACCES, failed ? reason : write->reason, extra);
     json_decref(extra);
+    free(rejected);
+    if (count && client->changed)
+        client->changed(changes, count, client->changed_context);
+    store_free_download_changes(changes, count);
+}
+
+static int add_schema_name(const char *collection, void *context)
+{
+    return json_object_set_new(context, collection, json_null()) == 0 ? 0 : -ENOMEM;
+}
+
+/* The schemas of the message that this client can use (schema_check),
+ * each other one reported; NULL when out of memory. */
+static json_t *usable_schemas(sync_client *client, const json_t *collections)
+{
+    json_t *usable = json_object();
+    const char *collection;
+    json_t *value;
+    json_object_foreach((json_t *)collections, collection, value) {
+        char message[300], reason[700];
+        if (schema_check(value, message, sizeof message) != 0) {
+            snprintf(reason, sizeof reason, "the server's schema of %s cannot be used here, so "
+                     "local writes to it are not checked: %s", collection, message);
+            log_problem(client, "", EINVAL, reason, NULL);
+        } else if (!usable || json_object_set(usable, collection, value) != 0) {
+            json_decref(usable);
+            return NULL;
+        }
+    }
+    return usable;
+}
+
+/*
+ * The server's schemas replace the mount's, so that local writes are
+ * checked as the server will check them.  A schema this client cannot
+ * read is left out (the server still judges writes to it), with a line
+ * in the error log; then the kernel forgets every schema file that may
+ * have changed.
+ */
+static void handle_schema(sync_client *client, const protocol_schema_body *schema)
+{
+    json_t *usable = usable_schemas(client, schema->collections), *changed = json_object();
+    const char *collection;
+    json_t *value;
+    int error = !usable || !changed ? -ENOMEM
+                                    : store_list_schemas(client->store, add_schema_name, changed);
+    if (!error)
+        error = json_object_update(changed, usable) == 0 ? 0 : -ENOMEM;
+    if (!error)
+        error = store_set_server_schemas(client->store, usable, schema->development_mode);
+    if (error) {
+        char reason[600];
+        snprintf(reason, sizeof reason, "cannot keep the server's schemas: %s",
+                 error == -ENOMEM ? "out of memory" : store_last_error());
+        log_problem(client, "", -error, reason, NULL);
+    } else if (client->schema_changed) {
+        json_object_foreach(changed, collection, value)
+            client->schema_changed(collection, client->changed_context);
+    }
+    json_decref(usable);
+    json_decref(changed);
 }
 
 /*
@@ -486,7 +579,7 @@ static void log_client_reset_outcome(sync_client *client, const store_download_c
             continue;
         char path[PATH_MAX];
         object_path(changes[i].collection, changes[i].id, path, sizeof path);
-        json_t *extra = object_record(changes[i].collection, changes[i].id,
+        json_t *extra = object_record(changes[i].collection, changes[i].id, "content",
                                       changes[i].lost_text);
         log_problem(client, path, ESTALE, "client reset: this local change could not be "
                     "re-applied (the server no longer has the object, or no subscription "
@@ -520,7 +613,7 @@ static void handle_error(sync_client *client, const protocol_message *message)
              message->session == 0 ? "connection error" : "session error",
              protocol_error_code_name(error->code), error->message);
     if (error->code == PROTOCOL_ERROR_COMPENSATING_WRITE) {
-        log_compensating_write(client, error);
+        revert_refused_write(client, error);
         return;
     }
     client->server_backoff_seconds = error->backoff_seconds;
@@ -606,6 +699,9 @@ static void handle_message(sync_client *client, const protocol_message *message)
     case PROTOCOL_MESSAGE_MARK:
         sync_status_set_mark_answered(client->status, message->body.mark.request);
         break;
+    case PROTOCOL_MESSAGE_SCHEMA:
+        handle_schema(client, &message->body.schema);
+        break;
     case PROTOCOL_MESSAGE_ERROR:
         handle_error(client, message);
         break;
@@ -622,7 +718,7 @@ static void on_received(sync_transport_connection *connection, const char *text,
     client->last_received_ms = now_ms();
     protocol_message message;
     protocol_error error;
-    if (protocol_parse(text, length, &message, &error) != 0) {
+    if (protocol_read_received(text, length, &message, &error) != 0) {
         char reason[400];
         snprintf(reason, sizeof reason, "the server sent a message this client cannot read: %s",
                  error.message);
@@ -869,12 +965,13 @@ static void free_client(sync_client *client)
     free(client->server_url);
     free(client->app_id);
     free(client->ca_file);
+    free(client->mountpoint);
     free(client->in_flight);
     free(client);
 }
 
 int sync_client_start(const sync_client_options *options, store *store, error_log *errors,
-                      sync_status *status, sync_client_changed_fn changed, void *changed_context,
+                      sync_status *status, const sync_client_listener *listener,
                       sync_client **out, char *message, size_t message_size)
 {
     *out = NULL;
@@ -887,17 +984,19 @@ int sync_client_start(const sync_client_options *options, store *store, error_lo
     client->app_id = strdup(options->app_id);
     client->authorization = copy_or_null(options->authorization);
     client->ca_file = copy_or_null(options->ca_file);
+    client->mountpoint = strdup(options->mountpoint);
     client->store = store;
     client->errors = errors;
     client->status = status;
-    client->changed = changed;
-    client->changed_context = changed_context;
+    client->changed = listener->changed;
+    client->schema_changed = listener->schema_changed;
+    client->changed_context = listener->context;
     client->backoff_ms = SYNC_BACKOFF_FIRST_MS;
     client->upload_batch_limit = SYNC_UPLOAD_MAX_CHANGESETS;
     client->jitter_state = (uint64_t)now_ms() * 2654435761u ^ (uint64_t)getpid() ^ 1;
     atomic_init(&client->stopping, false);
     atomic_init(&client->drain_deadline_ms, 0);
-    if (!client->server_url || !client->app_id ||
+    if (!client->server_url || !client->app_id || !client->mountpoint ||
         (options->authorization && !client->authorization) ||
         (options->ca_file && !client->ca_file)) {
         free_client(client);

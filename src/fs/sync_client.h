@@ -28,6 +28,7 @@ typedef struct sync_client_options {
     const char *app_id;
     const char *authorization; /* the Authorization header value (auth.h forms) */
     const char *ca_file;       /* wss:// trusts these CAs; NULL: the system's */
+    const char *mountpoint;    /* where the objects show: the error log names files there */
 } sync_client_options;
 
 /* What a login check found. */
@@ -55,22 +56,35 @@ sync_login_result sync_client_check_login(const sync_client_options *options, in
  */
 int sync_client_basic_authorization(const char *email, const char *password, char **out);
 
-/* Called by the sync thread after a download changed visible objects
- * (store.h), once the store has committed them. */
+/* Called by the sync thread after a download, or a write the server
+ * refused, changed visible objects (store.h), once the store has
+ * committed them. */
 typedef void (*sync_client_changed_fn)(const store_download_change *changes, size_t count,
                                        void *context);
+
+/* Called by the sync thread for each collection whose schema the server's
+ * schemas may have changed (one that appeared, went or was replaced),
+ * once the store has committed them. */
+typedef void (*sync_client_schema_changed_fn)(const char *collection, void *context);
+
+/* Who hears what the sync thread changed; each function may be NULL. */
+typedef struct sync_client_listener {
+    sync_client_changed_fn changed;
+    sync_client_schema_changed_fn schema_changed;
+    void *context;
+} sync_client_listener;
 
 typedef struct sync_client sync_client;
 
 /*
  * Start the sync thread for a store opened with store_options.synced.
- * status is updated as the connection goes; changed (may be NULL) hears of
- * every applied download.  Everything passed must outlive the client.
+ * status is updated as the connection goes; listener (copied) hears of
+ * what the thread changes.  Everything passed must outlive the client.
  * The thread connects at once, and again with jittered exponential backoff
  * whenever the connection is lost.  0, or -errno with a message.
  */
 int sync_client_start(const sync_client_options *options, store *store, error_log *errors,
-                      sync_status *status, sync_client_changed_fn changed, void *changed_context,
+                      sync_status *status, const sync_client_listener *listener,
                       sync_client **out, char *message, size_t message_size);
 
 /*

@@ -19,9 +19,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "export_app.h"
 #include "log.h"
 #include "realmfs/app_config.h"
 #include "realmfs/auth.h"
+#include "realmfs/rules.h"
 #include "realmfs/sync_store.h"
 #include "server.h"
 #include "transfer_command.h"
@@ -58,6 +60,9 @@ static const char usage_text[] =
     "collection\n"
     "  export --app APPDIR --data DIR COLLECTION [FILE]\n"
     "        write a collection as JSON lines (default: standard output)\n"
+    "  export-app --app APPDIR --data DIR --out OUTDIR\n"
+    "        copy the app export to OUTDIR (new or empty) with the schemas and\n"
+    "        queryable fields Development Mode learned\n"
     "\n"
     "  --help, --version\n";
 
@@ -81,6 +86,7 @@ enum {
     OPTION_LOG_LEVEL,
     OPTION_PASSWORD_FILE,
     OPTION_USER,
+    OPTION_OUT,
     OPTION_COUNT
 };
 #define OPTION_BIT(option) (1u << (option))
@@ -110,6 +116,7 @@ static int parse_arguments(const char *name, int argc, char **argv, unsigned all
         {"log-level", required_argument, NULL, OPTION_LOG_LEVEL + 1},
         {"password-file", required_argument, NULL, OPTION_PASSWORD_FILE + 1},
         {"user", required_argument, NULL, OPTION_USER + 1},
+        {"out", required_argument, NULL, OPTION_OUT + 1},
         {"help", no_argument, NULL, 'h'},
         {0},
     };
@@ -289,6 +296,8 @@ static int command_serve(int argc, char **argv)
     options.tls_key_file = tls_key_file;
 
     app_config *app = NULL;
+    rules *rules = NULL;
+    sync_schema *schema = NULL;
     sync_store *store = NULL;
     auth *auth = NULL;
     char message[1024];
@@ -305,6 +314,16 @@ static int command_serve(int argc, char **argv)
     }
     if (make_data_directory(data_directory) != 0)
         goto done;
+    if (sync_schema_open(app, data_directory, &schema, message, sizeof message) < 0) {
+        server_log(SERVER_LOG_ERROR, "cannot open the schemas: %s", message);
+        goto done;
+    }
+    /* After the schemas: fields Development Mode made queryable count for
+     * the rules' document filters. */
+    if (rules_load(app, &rules, message, sizeof message) < 0) {
+        server_log(SERVER_LOG_ERROR, "cannot use the rules of %s: %s", app_directory, message);
+        goto done;
+    }
     if (sync_store_open(data_directory, 0, &store) < 0) {
         server_log(SERVER_LOG_ERROR, "cannot open the store in %s: %s", data_directory,
                    sync_store_last_error());
@@ -317,10 +336,12 @@ static int command_serve(int argc, char **argv)
     }
     server_log(SERVER_LOG_INFO, "realmfs-server %s serving app \"%s\" from %s, data in %s",
                REALMFS_VERSION, app_config_name(app), app_directory, data_directory);
-    status = server_run(&options, app, store, auth);
+    status = server_run(&options, app, rules, schema, store, auth);
 done:
     auth_close(auth);
     sync_store_close(store);
+    sync_schema_close(schema);
+    rules_free(rules);
     app_config_free(app);
     return status;
 }
@@ -498,6 +519,32 @@ static int command_apikey(int argc, char **argv)
     return status;
 }
 
+/* ---- export-app -------------------------------------------------------- */
+
+static int command_export_app(int argc, char **argv)
+{
+    command_arguments arguments;
+    int status = parse_arguments("export-app", argc, argv,
+                                 OPTION_BIT(OPTION_APP) | OPTION_BIT(OPTION_DATA) |
+                                     OPTION_BIT(OPTION_OUT),
+                                 0, 0, &arguments);
+    if (status != 0 || arguments.help) {
+        if (arguments.help)
+            fputs(usage_text, stdout);
+        return status;
+    }
+    const char *out_directory = arguments.value[OPTION_OUT];
+    if (!out_directory)
+        return usage_error("%s", "export-app needs --out OUTDIR");
+    char message[1024];
+    if (export_app_write(arguments.value[OPTION_APP], arguments.value[OPTION_DATA], out_directory,
+                         message, sizeof message) < 0) {
+        fprintf(stderr, "realmfs-server: export-app: %s\n", message);
+        return 1;
+    }
+    return 0;
+}
+
 /* ---- main -------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -523,5 +570,7 @@ int main(int argc, char **argv)
         return transfer_command_import(argc - 1, argv + 1);
     if (strcmp(command, "export") == 0)
         return transfer_command_export(argc - 1, argv + 1);
+    if (strcmp(command, "export-app") == 0)
+        return command_export_app(argc - 1, argv + 1);
     return usage_error("unknown command %s", command);
 }

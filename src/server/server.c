@@ -729,7 +729,8 @@ static void install_signal_handlers(void)
     sigaction(SIGPIPE, &action, NULL);
 }
 
-int server_run(const server_options *options, const app_config *app, sync_store *store, auth *auth)
+int server_run(const server_options *options, app_config *app, const rules *rules,
+               sync_schema *schema, sync_store *store, auth *auth)
 {
     server server = {.app = app, .store = store, .auth = auth};
     int exit_code = 1;
@@ -741,8 +742,8 @@ int server_run(const server_options *options, const app_config *app, sync_store 
     }
     const sync_engine_callbacks callbacks = {.wants_to_write = wants_to_write};
     char message[512];
-    if (sync_engine_new(app, store, NULL, &callbacks, &server.engine, message, sizeof message) <
-        0) {
+    if (sync_engine_new(app, rules, schema, store, NULL, &callbacks, &server.engine, message,
+                        sizeof message) < 0) {
         server_log(SERVER_LOG_ERROR, "cannot start the sync engine: %s", message);
         goto done;
     }

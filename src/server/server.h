@@ -16,7 +16,9 @@
 
 #include "realmfs/app_config.h"
 #include "realmfs/auth.h"
+#include "realmfs/rules.h"
 #include "realmfs/sync_store.h"
+#include "sync_schema.h"
 
 typedef struct server_options {
     const char *listen_host;   /* an IP address; "" for every interface */
@@ -29,10 +31,12 @@ typedef struct server_options {
  * Serve until SIGTERM or SIGINT, then send going_away (106) on every
  * connection, close them with 1001 and return 0, within a few seconds.
  * Returns 1 when the server cannot start (address in use, unreadable
- * certificate...) or fails, after logging why.  app, store and auth are
- * the caller's and must stay open until this returns.  Installs handlers
- * for SIGTERM and SIGINT and ignores SIGPIPE.
+ * certificate...) or fails, after logging why.  app, its rules and
+ * schemas (which extend app in Development Mode), store and auth are the
+ * caller's and must stay open until this returns.  Installs handlers for
+ * SIGTERM and SIGINT and ignores SIGPIPE.
  */
-int server_run(const server_options *options, const app_config *app, sync_store *store, auth *auth);
+int server_run(const server_options *options, app_config *app, const rules *rules,
+               sync_schema *schema, sync_store *store, auth *auth);
 
 #endif

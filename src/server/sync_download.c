@@ -4,8 +4,12 @@
  */
 #include "sync_download.h"
 
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "realmfs/ejson.h"
 #include "realmfs/value.h"
 
 /* Walks before's fields alongside after's: each field after shares with
@@ -68,4 +72,79 @@ int sync_download_append_effect(const char *collection, const json_t *id, const 
     size_t count = download->count;
     int result = changeset_diff(collection, id, before, after, download, message, message_size);
     return sync_download_affected(result, download, count);
+}
+
+char *sync_download_object_key(const char *collection, const json_t *id)
+{
+    size_t length;
+    char *id_text = ejson_format_line(id, &length);
+    if (id_text == NULL)
+        return NULL;
+    char *key = NULL;
+    if (asprintf(&key, "%s/%s", collection, id_text) < 0)
+        key = NULL;
+    free(id_text);
+    return key;
+}
+
+int sync_download_access_note(sync_download_access *access, const char *collection,
+                              const json_t *id, bool writable)
+{
+    if (access->entries == NULL && (access->entries = json_object()) == NULL)
+        return -ENOMEM;
+    char *key = sync_download_object_key(collection, id);
+    json_t *entry = json_pack("[s, O, b]", collection, id, writable);
+    int result = -ENOMEM;
+    if (key != NULL && entry != NULL)
+        result = json_object_set_new(access->entries, key, entry) == 0 ? 0 : -ENOMEM;
+    else
+        json_decref(entry);
+    free(key);
+    return result;
+}
+
+bool sync_download_access_has(const sync_download_access *access, const char *collection,
+                              const json_t *id)
+{
+    if (access->entries == NULL)
+        return false;
+    char *key = sync_download_object_key(collection, id);
+    bool has = key != NULL && json_object_get(access->entries, key) != NULL;
+    free(key);
+    return has;
+}
+
+int sync_download_access_forget(sync_download_access *access, const char *collection,
+                                const json_t *id)
+{
+    if (access->entries == NULL)
+        return 0;
+    char *key = sync_download_object_key(collection, id);
+    if (key == NULL)
+        return -ENOMEM;
+    json_object_del(access->entries, key); /* -1 when there was no note: nothing to do */
+    free(key);
+    return 0;
+}
+
+int sync_download_access_add_to(const sync_download_access *access,
+                                protocol_download_body *download)
+{
+    const char *key;
+    json_t *entry;
+    json_object_foreach(access->entries, key, entry) {
+        int result = protocol_download_add_access(download,
+                                                  json_string_value(json_array_get(entry, 0)),
+                                                  json_array_get(entry, 1),
+                                                  json_is_true(json_array_get(entry, 2)));
+        if (result != 0)
+            return result;
+    }
+    return 0;
+}
+
+void sync_download_access_clear(sync_download_access *access)
+{
+    json_decref(access->entries);
+    access->entries = NULL;
 }

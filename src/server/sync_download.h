@@ -30,6 +30,7 @@
 #include <stddef.h>
 
 #include "realmfs/changeset.h"
+#include "realmfs/protocol.h"
 
 /*
  * The effect of one object's change on a view.  before and after are the
@@ -51,5 +52,39 @@ int sync_download_append_replacement(const char *collection, const json_t *id,
  * puts its new fields after all of them.
  */
 bool sync_download_diff_keeps_order(const json_t *before, const json_t *after);
+
+/*
+ * "<collection>/<id as one-line Extended JSON>": one text per object (no
+ * collection name holds '/'), to find objects in a map.  malloc'd; NULL
+ * when out of memory.
+ */
+char *sync_download_object_key(const char *collection, const json_t *id);
+
+/*
+ * The access entries of one download message (docs/protocol.md,
+ * "Access"), gathered while its changesets are made.  A client applies
+ * them after all the changesets, so what counts is the last word on each
+ * object: a later note replaces an earlier one, and an object that left
+ * the view has none.  Zero-initialize; costs nothing until the first
+ * note.
+ */
+typedef struct sync_download_access {
+    json_t *entries; /* object key -> [collection, id, writable]; NULL: none */
+} sync_download_access;
+
+/* Say whether the client may write the object.  0 or -ENOMEM. */
+int sync_download_access_note(sync_download_access *access, const char *collection,
+                              const json_t *id, bool writable);
+/* Whether a note on the object is pending. */
+bool sync_download_access_has(const sync_download_access *access, const char *collection,
+                              const json_t *id);
+/* The object left the view: no note on it.  0 or -ENOMEM. */
+int sync_download_access_forget(sync_download_access *access, const char *collection,
+                                const json_t *id);
+/* Append the notes to download, in the order they were first made.  0 or
+ * -ENOMEM. */
+int sync_download_access_add_to(const sync_download_access *access,
+                                protocol_download_body *download);
+void sync_download_access_clear(sync_download_access *access);
 
 #endif

@@ -11,10 +11,19 @@
  * and changes integrated after a stream's snapshot, queued behind the
  * stream, reach the client after the state they apply to.
  *
- * Uploads integrate before sync_engine_receive returns, then fan out: the
- * effect of every changed object on every bound session's view is queued
- * right away (sync_download.h), the uploader's own session included, which
+ * Uploads are checked against the uploader's roles and the schemas
+ * (sync_write_check.h): the refused objects get compensating writes,
+ * queued first; the rest integrates before sync_engine_receive returns,
+ * then fans out: the effect of every changed object on every bound
+ * session's view, as far as that session may read it, is queued right
+ * away (sync_download.h), the uploader's own session included, which
  * always gets a download as its acknowledgement.
+ *
+ * A connection's user context (sync_user.h) is read at connect, and again
+ * whenever the custom user data may have changed (an upload touched its
+ * collection, or another process wrote); a session whose user's context changed
+ * gets a new view and a stream of the difference, as a new subscription
+ * set does.
  *
  * Another process may write the store too (realmfs-server import).  The
  * engine notices when the store is past the version it has fanned out
@@ -32,7 +41,9 @@
 #include "realmfs/protocol.h"
 #include "sync_download.h"
 #include "sync_snapshot_stream.h"
+#include "sync_user.h"
 #include "sync_view.h"
+#include "sync_write_check.h"
 
 #define SYNC_ENGINE_DEFAULT_BATCH_BYTES ((size_t)1 << 20)
 
@@ -70,6 +81,8 @@ struct sync_connection {
     sync_connection *previous;
     sync_connection *next;
     auth_user user;
+    sync_user *user_context; /* as the rules see the user; NULL only when it
+                                could not be read (the connection then fails) */
     void *transport_context;
     int64_t last_receive_ms;
     sync_session *sessions;
@@ -80,7 +93,9 @@ struct sync_connection {
 };
 
 struct sync_engine {
-    const app_config *app;
+    app_config *app;
+    const rules *rules;
+    sync_schema *schema;
     sync_store *store;
     sync_engine_options options;
     sync_engine_callbacks callbacks;
@@ -88,6 +103,8 @@ struct sync_engine {
     bool shutting_down;
     uint64_t server_version; /* every bound session has been given (queued)
                                 what concerns it up to this version */
+    bool users_stale;        /* the custom user data may have changed since
+                                the connections' user contexts were read */
     sync_engine_metrics metrics;
 };
 
@@ -310,12 +327,17 @@ static void sync_outbox_push_download(sync_connection *connection, protocol_mess
         sync_outbox_push_serialized(connection, message, frame, length, &error);
         return;
     }
+    /* The access entries apply after every changeset: they go with the
+     * second part. */
     protocol_message second;
     protocol_message_init(&second, PROTOCOL_MESSAGE_DOWNLOAD, message->session);
     second.body.download = *body;
     second.body.download.changesets = NULL;
     second.body.download.changeset_count = 0;
     second.body.download.changeset_capacity = 0;
+    body->access = NULL;
+    body->access_count = 0;
+    body->access_capacity = 0;
     size_t keep = body->changeset_count / 2;
     for (size_t index = keep; index < body->changeset_count; index++) {
         protocol_download_changeset *moved = &body->changesets[index];
@@ -409,15 +431,56 @@ static sync_stream_header sync_session_stream_header(const sync_session *session
     };
 }
 
+/* The schemas the client validates with (docs/protocol.md, "schema"). */
+static void sync_session_send_schema(sync_engine *engine, sync_connection *connection,
+                                     const sync_session *session)
+{
+    protocol_message message;
+    protocol_message_init(&message, PROTOCOL_MESSAGE_SCHEMA, session->id);
+    message.body.schema.development_mode = sync_schema_development_mode(engine->schema);
+    message.body.schema.collections = sync_schema_collections_json(engine->schema);
+    if (message.body.schema.collections == NULL) {
+        sync_connection_fail(connection, PROTOCOL_ERROR_INTERNAL, "out of memory");
+        return;
+    }
+    sync_outbox_push_message(connection, &message);
+}
+
+/*
+ * A file's query is stored as its subscriptions plus, under this name,
+ * what the permissions of its view depended on (sync_view_access_json),
+ * so that a bind can tell whether they changed since the file was last
+ * served.  No collection has this name (sync_view_new refuses names
+ * starting with $); files stored before roles existed lack it.
+ */
+#define SYNC_ENGINE_ACCESS_MEMBER "$access"
+
+/* Record the session's query with its view's permissions. */
+static int sync_session_record_query(sync_engine *engine, const sync_session *session)
+{
+    json_t *stored = json_copy((json_t *)sync_view_subscriptions(session->view));
+    if (stored == NULL ||
+        json_object_set_new(stored, SYNC_ENGINE_ACCESS_MEMBER,
+                            sync_view_access_json(session->view)) != 0) {
+        json_decref(stored);
+        return -ENOMEM;
+    }
+    int result = sync_store_set_file_query(engine->store, session->file_identity,
+                                           session->query_version, stored);
+    json_decref(stored);
+    return result;
+}
+
 /* ---- Engine ------------------------------------------------------------- */
 
-int sync_engine_new(const app_config *app, sync_store *store, const sync_engine_options *options,
-                    const sync_engine_callbacks *callbacks, sync_engine **out, char *message,
-                    size_t message_size)
+int sync_engine_new(app_config *app, const rules *rules, sync_schema *schema, sync_store *store,
+                    const sync_engine_options *options, const sync_engine_callbacks *callbacks,
+                    sync_engine **out, char *message, size_t message_size)
 {
     *out = NULL;
-    if (app == NULL || store == NULL) {
-        snprintf(message, message_size, "an engine needs an app and a store");
+    if (app == NULL || rules == NULL || schema == NULL || store == NULL) {
+        snprintf(message, message_size, "an engine needs an app, its rules and schemas, and a "
+                                        "store");
         return -EINVAL;
     }
     sync_engine *engine = calloc(1, sizeof *engine);
@@ -426,6 +489,8 @@ int sync_engine_new(const app_config *app, sync_store *store, const sync_engine_
         return -ENOMEM;
     }
     engine->app = app;
+    engine->rules = rules;
+    engine->schema = schema;
     engine->store = store;
     if (options != NULL)
         engine->options = *options;
@@ -476,8 +541,13 @@ sync_connection *sync_engine_connect(sync_engine *engine, const auth_user *user,
         engine->connections->previous = connection;
     engine->connections = connection;
     engine->metrics.connections++;
+    char text[400];
+    int result = sync_user_new(engine->app, engine->store, user, &connection->user_context, text,
+                               sizeof text);
     if (engine->shutting_down)
         sync_connection_fail(connection, PROTOCOL_ERROR_GOING_AWAY, "the server is shutting down");
+    else if (result != 0)
+        sync_connection_fail(connection, PROTOCOL_ERROR_INTERNAL, text);
     return connection;
 }
 
@@ -493,6 +563,7 @@ void sync_engine_disconnect(sync_engine *engine, sync_connection *connection)
     if (connection->next != NULL)
         connection->next->previous = connection->previous;
     auth_user_clear(&connection->user);
+    sync_user_unref(connection->user_context);
     free(connection);
     engine->metrics.connections--;
 }
@@ -573,7 +644,8 @@ static void sync_bind_new_file(sync_engine *engine, sync_connection *connection,
 {
     json_t *none = json_object();
     char text[300];
-    int result = none ? sync_view_new(engine->app, none, &session->view, text, sizeof text)
+    int result = none ? sync_view_new(engine->app, engine->rules, connection->user_context, none,
+                                      &session->view, text, sizeof text)
                       : -ENOMEM;
     json_decref(none);
     if (result == 0)
@@ -587,6 +659,7 @@ static void sync_bind_new_file(sync_engine *engine, sync_connection *connection,
     protocol_message_init(&ident, PROTOCOL_MESSAGE_IDENT, session->id);
     ident.body.ident.file_identity = session->file_identity;
     sync_outbox_push_message(connection, &ident);
+    sync_session_send_schema(engine, connection, session);
 }
 
 /* Whether the client's progress fits what the server has; else why not. */
@@ -642,6 +715,8 @@ static void sync_engine_catch_up_sessions(sync_engine *engine, uint64_t version,
         return;
     uint64_t after_version = engine->server_version;
     engine->server_version = version;
+    if (app_config_custom_user_data(engine->app) != NULL)
+        engine->users_stale = true; /* it may be what was written */
     for (sync_connection *connection = engine->connections; connection != NULL;
          connection = connection->next) {
         for (sync_session *session = connection->sessions;
@@ -661,6 +736,103 @@ static int sync_engine_catch_up_foreign_writes(sync_engine *engine, int64_t now_
     if (result == 0)
         sync_engine_catch_up_sessions(engine, statistics.server_version, now_ms);
     return result;
+}
+
+/*
+ * Send the session what its permissions changed since its file was last
+ * served (stored_access, NULL when the file was stored before roles
+ * existed): the client may hold objects, or fields, it may no longer
+ * read, and lack others.  What it was served then is not known exactly,
+ * so the old side of the difference is the view without permissions,
+ * everything the subscriptions match: a delete for each object the
+ * session may not read now, a replacement for each it may.
+ */
+static int sync_bind_resend_if_permissions_changed(sync_engine *engine,
+                                                   sync_connection *connection,
+                                                   sync_session *session,
+                                                   const json_t *stored_access, int64_t now_ms,
+                                                   char *text, size_t text_size)
+{
+    json_t *access = sync_view_access_json(session->view);
+    if (access == NULL)
+        return -ENOMEM;
+    bool changed = stored_access == NULL || !json_equal(access, (json_t *)stored_access);
+    json_decref(access);
+    if (!changed)
+        return 0;
+    if (sync_view_collection_count(session->view) == 0)
+        return sync_session_record_query(engine, session);
+    sync_view *unrestricted = NULL;
+    int result = sync_view_new(engine->app, NULL, NULL, sync_view_subscriptions(session->view),
+                               &unrestricted, text, text_size);
+    sync_stream_header header = sync_session_stream_header(session);
+    sync_snapshot_stream *stream = NULL;
+    if (result == 0)
+        result = sync_snapshot_stream_bootstrap(engine->app, engine->store, unrestricted,
+                                                session->view, &header,
+                                                engine->options.bootstrap_batch_bytes, now_ms,
+                                                &stream, text, text_size);
+    sync_view_unref(unrestricted);
+    if (result == 0) {
+        sync_outbox_push_stream(connection, session->id, stream, false);
+        result = sync_session_record_query(engine, session);
+        if (result != 0)
+            snprintf(text, text_size, "recording the subscriptions: %s",
+                     result == -ENOMEM ? "out of memory" : sync_store_last_error());
+    }
+    return result;
+}
+
+/* The subscriptions of a stored query (a new reference), and its
+ * permissions (borrowed from stored, NULL when absent). */
+static json_t *sync_bind_stored_subscriptions(const json_t *stored, const json_t **access)
+{
+    *access = json_object_get(stored, SYNC_ENGINE_ACCESS_MEMBER);
+    json_t *subscriptions = json_copy((json_t *)stored);
+    if (subscriptions != NULL)
+        json_object_del(subscriptions, SYNC_ENGINE_ACCESS_MEMBER);
+    return subscriptions;
+}
+
+/* The bind of a file the server knows and the client may continue:
+ * its view, schemas, catch-up, and what changed in its permissions. */
+static void sync_bind_resume(sync_engine *engine, sync_connection *connection,
+                             sync_session *session, const protocol_bind_body *bind,
+                             const sync_store_file *file, int64_t now_ms)
+{
+    char text[300];
+    const json_t *stored_access;
+    json_t *subscriptions = sync_bind_stored_subscriptions(file->subscriptions, &stored_access);
+    int result = subscriptions != NULL
+                     ? sync_view_new(engine->app, engine->rules, connection->user_context,
+                                     subscriptions, &session->view, text, sizeof text)
+                     : -ENOMEM;
+    json_decref(subscriptions);
+    if (result == -EINVAL) {
+        sync_session_fail(connection, session, PROTOCOL_ERROR_BAD_QUERY, text);
+        return;
+    }
+    if (result != 0) {
+        sync_connection_fail(connection, PROTOCOL_ERROR_INTERNAL, "out of memory");
+        return;
+    }
+    session->file_identity = bind->file_identity;
+    session->query_version = file->query_version;
+    session->last_integrated_client_version = file->last_integrated_client_version;
+    sync_session_send_schema(engine, connection, session);
+    if (bind->last_server_version < engine->server_version)
+        sync_session_catch_up(engine, connection, session, bind->last_server_version, now_ms);
+    if (session->failed || connection->error_code != 0)
+        return;
+    result = sync_bind_resend_if_permissions_changed(engine, connection, session, stored_access,
+                                                     now_ms, text, sizeof text);
+    if (result != 0) {
+        sync_connection_fail(connection, PROTOCOL_ERROR_INTERNAL, text);
+        return;
+    }
+    result = sync_store_touch_file(engine->store, bind->file_identity, now_ms);
+    if (result != 0)
+        sync_connection_fail_internal(connection, "recording the bind", result);
 }
 
 static void sync_bind_existing_file(sync_engine *engine, sync_connection *connection,
@@ -694,22 +866,8 @@ static void sync_bind_existing_file(sync_engine *engine, sync_connection *connec
         sync_session_fail(connection, session, PROTOCOL_ERROR_SESSION_ALREADY_BOUND, text);
     } else if (!sync_bind_progress_fits(engine, bind, &file, text, sizeof text)) {
         sync_session_fail(connection, session, PROTOCOL_ERROR_CLIENT_RESET_REQUIRED, text);
-    } else if ((result = sync_view_new(engine->app, file.subscriptions, &session->view, text,
-                                       sizeof text)) != 0) {
-        if (result == -ENOMEM)
-            sync_connection_fail(connection, PROTOCOL_ERROR_INTERNAL, text);
-        else
-            sync_session_fail(connection, session, PROTOCOL_ERROR_BAD_QUERY, text);
     } else {
-        session->file_identity = bind->file_identity;
-        session->query_version = file.query_version;
-        session->last_integrated_client_version = file.last_integrated_client_version;
-        if (bind->last_server_version < engine->server_version)
-            sync_session_catch_up(engine, connection, session, bind->last_server_version,
-                                  now_ms);
-        result = sync_store_touch_file(engine->store, bind->file_identity, now_ms);
-        if (result != 0)
-            sync_connection_fail_internal(connection, "recording the bind", result);
+        sync_bind_resume(engine, connection, session, bind, &file, now_ms);
     }
     sync_store_file_clear(&file);
 }
@@ -749,26 +907,39 @@ static void sync_engine_query(sync_engine *engine, sync_connection *connection,
         return;
     }
     json_t *subscriptions = sync_view_subscriptions_json(query);
-    sync_view *view = NULL;
-    int result = subscriptions ? sync_view_new(engine->app, subscriptions, &view, text, sizeof text)
+    int result = subscriptions ? sync_schema_admit_subscriptions(engine->schema, subscriptions,
+                                                                 text, sizeof text)
                                : -ENOMEM;
-    if (result == -EINVAL) {
+    if (result != 0) {
         json_decref(subscriptions);
+        sync_connection_fail(connection, PROTOCOL_ERROR_INTERNAL,
+                             result == -ENOMEM ? "out of memory" : text);
+        return;
+    }
+    sync_view *view = NULL;
+    result = sync_view_new(engine->app, engine->rules, connection->user_context, subscriptions,
+                           &view, text, sizeof text);
+    json_decref(subscriptions);
+    if (result == -EINVAL) {
         sync_session_query_error(connection, session, query->query_version, text);
         return;
     }
-    if (result == 0)
-        result = sync_store_set_file_query(engine->store, session->file_identity,
-                                           query->query_version, subscriptions);
-    json_decref(subscriptions);
     if (result != 0) {
-        sync_view_unref(view);
-        sync_connection_fail_internal(connection, "recording the subscriptions", result);
+        sync_connection_fail(connection, PROTOCOL_ERROR_INTERNAL, "out of memory");
         return;
     }
     sync_view *old_view = session->view;
     session->view = view;
+    uint64_t old_query_version = session->query_version;
     session->query_version = query->query_version;
+    result = sync_session_record_query(engine, session);
+    if (result != 0) {
+        session->view = old_view;
+        session->query_version = old_query_version;
+        sync_view_unref(view);
+        sync_connection_fail_internal(connection, "recording the subscriptions", result);
+        return;
+    }
     sync_stream_header header = sync_session_stream_header(session);
     sync_snapshot_stream *stream;
     result = sync_snapshot_stream_bootstrap(engine->app, engine->store, old_view, view, &header,
@@ -782,20 +953,6 @@ static void sync_engine_query(sync_engine *engine, sync_connection *connection,
 }
 
 /* ---- upload ------------------------------------------------------------- */
-
-/*
- * Where a write is checked before it is integrated.  Every authenticated
- * user may write everything until roles and rules exist; they will refuse
- * writes here (with a compensating write).  0 to integrate.
- */
-static int sync_engine_check_write(const sync_engine *engine, const sync_connection *connection,
-                                   const protocol_upload_body *upload)
-{
-    (void)engine;
-    (void)connection;
-    (void)upload;
-    return 0;
-}
 
 /* One changed object, as clients may see it before and after. */
 typedef struct sync_prepared_change {
@@ -850,12 +1007,81 @@ static int sync_fan_out_prepare(const app_config *app, sync_fan_out *fan_out)
     return 0;
 }
 
+/*
+ * What the client must be told about writing an object after a change
+ * (docs/protocol.md, "Access"): an object that enters the view, or is
+ * replaced (which drops what the client knew), comes read-only when it is;
+ * one that stays changes when its writability does; one that leaves needs
+ * nothing.  before and after are what the session received of it.
+ */
+static int sync_fan_out_note_access(sync_download_access *access, const char *collection,
+                                    const json_t *id, const sync_view_object *was,
+                                    const sync_view_object *is, const json_t *before,
+                                    const json_t *after)
+{
+    if (!is->visible)
+        return sync_download_access_forget(access, collection, id);
+    /* The common case, decided without comparing the documents. */
+    if (is->writable && (!was->visible || was->writable) &&
+        !sync_download_access_has(access, collection, id))
+        return 0;
+    bool replaced = !was->visible || !sync_download_diff_keeps_order(before, after);
+    if (replaced && !is->writable)
+        return sync_download_access_note(access, collection, id, false);
+    if (replaced)
+        return sync_download_access_has(access, collection, id)
+                   ? sync_download_access_note(access, collection, id, true)
+                   : 0;
+    if (was->writable != is->writable)
+        return sync_download_access_note(access, collection, id, is->writable);
+    return 0;
+}
+
+/* The effect of one changed object on a session's view, appended to
+ * effect: what the session may read of it before and after. */
+static int sync_fan_out_change(const sync_session *session, const sync_prepared_change *prepared,
+                               changeset *effect, sync_download_access *access, size_t *objects,
+                               char *text, size_t text_size)
+{
+    const char *collection = prepared->change->collection;
+    const json_t *id = prepared->change->id;
+    sync_view_object was;
+    sync_view_object is;
+    sync_view_examine(session->view, collection, prepared->before, &was);
+    sync_view_examine(session->view, collection, prepared->after, &is);
+    if (!was.visible && !is.visible)
+        return 0;
+    json_t *before = NULL;
+    json_t *after = NULL;
+    int status = was.visible ? sync_view_readable_document(session->view, &was,
+                                                           prepared->before, &before)
+                             : 0;
+    if (status == 0 && is.visible)
+        status = sync_view_readable_document(session->view, &is, prepared->after, &after);
+    if (status == 0)
+        status = sync_download_append_effect(collection, id, before, after, effect, text,
+                                             text_size);
+    if (status > 0)
+        (*objects)++;
+    if (status >= 0) {
+        int noted = sync_fan_out_note_access(access, collection, id, &was, &is, before, after);
+        if (noted != 0)
+            status = noted;
+    }
+    if (status == -ENOMEM)
+        snprintf(text, text_size, "out of memory");
+    json_decref(before);
+    json_decref(after);
+    return status;
+}
+
 /* The effects of one integrated changeset on a session's view, appended
  * to its download; *prepared walks the prepared changes. */
 static int sync_fan_out_changeset(const sync_fan_out *fan_out, size_t index,
                                   const sync_session *session, const sync_prepared_change **next,
-                                  protocol_download_body *download, size_t *objects,
-                                  char *text, size_t text_size)
+                                  protocol_download_body *download,
+                                  sync_download_access *access, size_t *objects, char *text,
+                                  size_t text_size)
 {
     const changeset *original = &fan_out->changesets[index];
     const sync_store_integration *result = &fan_out->results[index];
@@ -863,18 +1089,9 @@ static int sync_fan_out_changeset(const sync_fan_out *fan_out, size_t index,
                         .client_version = original->client_version,
                         .timestamp = original->timestamp};
     int status = 0;
-    for (size_t change = 0; status >= 0 && change < result->change_count; change++) {
-        const sync_prepared_change *prepared = (*next)++;
-        const char *collection = prepared->change->collection;
-        const json_t *before = sync_view_contains(session->view, collection, prepared->before)
-                                   ? prepared->before : NULL;
-        const json_t *after = sync_view_contains(session->view, collection, prepared->after)
-                                  ? prepared->after : NULL;
-        status = sync_download_append_effect(collection, prepared->change->id, before, after,
-                                             &effect, text, text_size);
-        if (status > 0)
-            (*objects)++;
-    }
+    for (size_t change = 0; status >= 0 && change < result->change_count; change++)
+        status = sync_fan_out_change(session, (*next)++, &effect, access, objects, text,
+                                     text_size);
     if (status >= 0 && effect.count > 0)
         status = protocol_download_add(download, result->server_version, &effect);
     changeset_clear(&effect);
@@ -890,21 +1107,28 @@ static void sync_fan_out_to_session(sync_engine *engine, sync_connection *connec
     protocol_message message;
     sync_session_init_download(session, engine->server_version, &message);
     const sync_prepared_change *next = fan_out->prepared;
+    sync_download_access access = {0};
     size_t objects = 0;
     char text[300] = "out of memory";
-    for (size_t index = 0; index < fan_out->count; index++) {
-        if (fan_out->results[index].skipped) {
+    int status = 0;
+    for (size_t index = 0; status == 0 && index < fan_out->count; index++) {
+        if (fan_out->results[index].skipped)
             next += fan_out->results[index].change_count;
-            continue;
-        }
-        if (sync_fan_out_changeset(fan_out, index, session, &next, &message.body.download,
-                                   &objects, text, sizeof text) != 0) {
-            protocol_message_clear(&message);
-            sync_connection_fail(connection, PROTOCOL_ERROR_INTERNAL, text);
-            return;
-        }
+        else
+            status = sync_fan_out_changeset(fan_out, index, session, &next,
+                                            &message.body.download, &access, &objects, text,
+                                            sizeof text);
     }
-    if (message.body.download.changeset_count == 0 && !uploader) {
+    if (status == 0 && sync_download_access_add_to(&access, &message.body.download) != 0)
+        status = -ENOMEM;
+    sync_download_access_clear(&access);
+    if (status != 0) {
+        protocol_message_clear(&message);
+        sync_connection_fail(connection, PROTOCOL_ERROR_INTERNAL, text);
+        return;
+    }
+    if (message.body.download.changeset_count == 0 && message.body.download.access_count == 0 &&
+        !uploader) {
         protocol_message_clear(&message);
         return;
     }
@@ -930,10 +1154,10 @@ static void sync_fan_out_everywhere(sync_engine *engine, const sync_session *upl
  * the uploader's acknowledgement (skipped changesets were integrated
  * before, so they are acknowledged too). */
 static void sync_engine_record_integration(sync_engine *engine, sync_session *uploader,
-                                           const protocol_upload_body *upload,
+                                           const changeset *changesets, size_t count,
                                            const sync_store_integration *results, int64_t now_ms)
 {
-    for (size_t index = 0; index < upload->changeset_count; index++) {
+    for (size_t index = 0; index < count; index++) {
         if (results[index].skipped) {
             engine->metrics.changesets_skipped++;
             continue;
@@ -942,11 +1166,99 @@ static void sync_engine_record_integration(sync_engine *engine, sync_session *up
         /* Another process may have written in between. */
         sync_engine_catch_up_sessions(engine, results[index].server_version - 1, now_ms);
         engine->server_version = results[index].server_version;
+        for (size_t change = 0; change < results[index].change_count; change++)
+            if (sync_user_is_custom_data_collection(engine->app,
+                                                    results[index].changes[change].collection))
+                engine->users_stale = true;
     }
-    if (upload->changeset_count > 0) {
-        uint64_t last = upload->changesets[upload->changeset_count - 1].client_version;
+    if (count > 0) {
+        uint64_t last = changesets[count - 1].client_version;
         if (last > uploader->last_integrated_client_version)
             uploader->last_integrated_client_version = last;
+    }
+}
+
+/* Integrate what an upload may integrate, and queue its effects on
+ * every session (the uploader's acknowledgement included). */
+static void sync_engine_integrate(sync_engine *engine, sync_connection *connection,
+                                  sync_session *session, const changeset *changesets,
+                                  size_t count, int64_t now_ms)
+{
+    char text[300];
+    sync_fan_out fan_out = {.changesets = changesets, .count = count};
+    sync_store_integration *results = calloc(count ? count : 1, sizeof *results);
+    int result = results ? sync_store_integrate(engine->store, changesets, count, now_ms, results)
+                         : -ENOMEM;
+    if (result == -ENOENT) {
+        snprintf(text, sizeof text, "file identity %llu is unknown to this server: %s",
+                 (unsigned long long)session->file_identity, sync_store_last_error());
+        sync_session_fail(connection, session, PROTOCOL_ERROR_BAD_FILE_IDENTITY, text);
+        free(results);
+        return;
+    }
+    if (result != 0) {
+        free(results);
+        sync_connection_fail_internal(connection, "integrating the upload", result);
+        return;
+    }
+    sync_engine_record_integration(engine, session, changesets, count, results, now_ms);
+    fan_out.results = results;
+    result = sync_fan_out_prepare(engine->app, &fan_out);
+    if (result == 0)
+        sync_fan_out_everywhere(engine, session, &fan_out);
+    else
+        sync_connection_fail(connection, PROTOCOL_ERROR_INTERNAL, "out of memory");
+    sync_fan_out_clear(&fan_out);
+    for (size_t index = 0; index < count; index++)
+        sync_store_integration_clear(&results[index]);
+    free(results);
+}
+
+/* One error per refused object (docs/protocol.md, "error"), queued
+ * before the download that acknowledges the upload. */
+static void sync_session_send_compensating_writes(sync_connection *connection,
+                                                  const sync_session *session,
+                                                  const sync_write_check *check)
+{
+    for (size_t index = 0; index < check->refusal_count; index++) {
+        const sync_write_refusal *refusal = &check->refusals[index];
+        char reason[512];
+        sync_message_text(refusal->reason, reason, sizeof reason);
+        protocol_message message;
+        protocol_compensating_write *write = calloc(1, sizeof *write);
+        if (write == NULL || protocol_error_init(&message, session->id,
+                                                 PROTOCOL_ERROR_COMPENSATING_WRITE, reason) != 0) {
+            free(write);
+            sync_connection_fail(connection, PROTOCOL_ERROR_INTERNAL, "out of memory");
+            return;
+        }
+        message.body.error.compensating_write = write;
+        *write = (protocol_compensating_write){
+            .collection = strdup(refusal->collection),
+            .id = json_incref(refusal->id),
+            .reason = strdup(reason),
+            .server_document = json_incref(refusal->server_document),
+            .client_version = refusal->client_version,
+        };
+        if (write->collection == NULL || write->reason == NULL) {
+            protocol_message_clear(&message);
+            sync_connection_fail(connection, PROTOCOL_ERROR_INTERNAL, "out of memory");
+            return;
+        }
+        sync_outbox_push_message(connection, &message);
+    }
+}
+
+/* The schemas changed: every bound session is told. */
+static void sync_engine_broadcast_schema(sync_engine *engine)
+{
+    for (sync_connection *connection = engine->connections; connection != NULL;
+         connection = connection->next) {
+        for (sync_session *session = connection->sessions;
+             session != NULL && connection->error_code == 0; session = session->next) {
+            if (!session->failed && session->view != NULL)
+                sync_session_send_schema(engine, connection, session);
+        }
     }
 }
 
@@ -965,42 +1277,98 @@ static void sync_engine_upload(sync_engine *engine, sync_connection *connection,
         sync_session_fail(connection, session, PROTOCOL_ERROR_BAD_CHANGESET, text);
         return;
     }
-    if (sync_engine_check_write(engine, connection, upload) != 0)
-        return;
     int result = sync_engine_catch_up_foreign_writes(engine, now_ms);
     if (result != 0) {
         sync_connection_fail_internal(connection, "reading the store's statistics", result);
         return;
     }
-    sync_fan_out fan_out = {.changesets = upload->changesets, .count = upload->changeset_count};
-    sync_store_integration *results = calloc(upload->changeset_count ? upload->changeset_count : 1,
-                                             sizeof *results);
-    result = results ? sync_store_integrate(engine->store, upload->changesets,
-                                            upload->changeset_count, now_ms, results)
-                     : -ENOMEM;
-    if (result == -ENOENT) {
-        snprintf(text, sizeof text, "file identity %llu is unknown to this server: %s",
-                 (unsigned long long)session->file_identity, sync_store_last_error());
-        sync_session_fail(connection, session, PROTOCOL_ERROR_BAD_FILE_IDENTITY, text);
-        free(results);
-        return;
-    }
+    sync_write_check check;
+    result = sync_write_check_run(engine->app, engine->schema, engine->store, session->view,
+                                  upload->changesets, upload->changeset_count,
+                                  session->last_integrated_client_version, &check, text,
+                                  sizeof text);
     if (result != 0) {
-        free(results);
-        sync_connection_fail_internal(connection, "integrating the upload", result);
+        sync_connection_fail(connection, PROTOCOL_ERROR_INTERNAL, text);
         return;
     }
-    sync_engine_record_integration(engine, session, upload, results, now_ms);
-    fan_out.results = results;
-    result = sync_fan_out_prepare(engine->app, &fan_out);
-    if (result == 0)
-        sync_fan_out_everywhere(engine, session, &fan_out);
-    else
-        sync_connection_fail(connection, PROTOCOL_ERROR_INTERNAL, "out of memory");
-    sync_fan_out_clear(&fan_out);
-    for (size_t index = 0; index < upload->changeset_count; index++)
-        sync_store_integration_clear(&results[index]);
-    free(results);
+    sync_session_send_compensating_writes(connection, session, &check);
+    if (connection->error_code == 0)
+        sync_engine_integrate(engine, connection, session, check.allowed, check.count, now_ms);
+    if (check.schema_extended)
+        sync_engine_broadcast_schema(engine);
+    sync_write_check_clear(&check);
+}
+
+/* ---- Permission changes ------------------------------------------------- */
+
+/*
+ * The session's user context changed: its view is built again with the
+ * same subscriptions, and what that changed is streamed to the client
+ * like the bootstrap of a new subscription set, from the old view to the
+ * new one.
+ */
+static void sync_session_renew_view(sync_engine *engine, sync_connection *connection,
+                                    sync_session *session, int64_t now_ms)
+{
+    char text[300];
+    sync_view *view = NULL;
+    int result = sync_view_new(engine->app, engine->rules, connection->user_context,
+                               sync_view_subscriptions(session->view), &view, text, sizeof text);
+    if (result != 0) {
+        sync_connection_fail(connection, PROTOCOL_ERROR_INTERNAL, text);
+        return;
+    }
+    sync_view *old_view = session->view;
+    session->view = view;
+    sync_stream_header header = sync_session_stream_header(session);
+    sync_snapshot_stream *stream = NULL;
+    if (sync_view_collection_count(view) > 0)
+        result = sync_snapshot_stream_bootstrap(engine->app, engine->store, old_view, view,
+                                                &header, engine->options.bootstrap_batch_bytes,
+                                                now_ms, &stream, text, sizeof text);
+    sync_view_unref(old_view);
+    if (result != 0) {
+        sync_connection_fail(connection, PROTOCOL_ERROR_INTERNAL, text);
+        return;
+    }
+    if (stream != NULL)
+        sync_outbox_push_stream(connection, session->id, stream, false);
+    result = sync_session_record_query(engine, session);
+    if (result != 0)
+        sync_connection_fail_internal(connection, "recording the subscriptions", result);
+}
+
+/* Read the user context of connections again, once the custom user data
+ * may have changed, and renew the views of those whose context did. */
+static void sync_engine_refresh_users(sync_engine *engine, int64_t now_ms)
+{
+    if (!engine->users_stale)
+        return;
+    engine->users_stale = false;
+    for (sync_connection *connection = engine->connections; connection != NULL;
+         connection = connection->next) {
+        if (connection->error_code != 0)
+            continue;
+        sync_user *fresh = NULL;
+        char text[400];
+        int result = sync_user_new(engine->app, engine->store, &connection->user, &fresh, text,
+                                   sizeof text);
+        if (result != 0) {
+            sync_connection_fail(connection, PROTOCOL_ERROR_INTERNAL, text);
+            continue;
+        }
+        if (sync_user_equal(fresh, connection->user_context)) {
+            sync_user_unref(fresh);
+            continue;
+        }
+        sync_user_unref(connection->user_context);
+        connection->user_context = fresh;
+        for (sync_session *session = connection->sessions;
+             session != NULL && connection->error_code == 0; session = session->next) {
+            if (!session->failed && session->view != NULL)
+                sync_session_renew_view(engine, connection, session, now_ms);
+        }
+    }
 }
 
 /* ---- receive ------------------------------------------------------------ */
@@ -1098,6 +1466,7 @@ int sync_engine_receive(sync_engine *engine, sync_connection *connection, const 
     }
     sync_engine_dispatch(engine, connection, &message, now_ms);
     protocol_message_clear(&message);
+    sync_engine_refresh_users(engine, now_ms);
     return connection->error_code;
 }
 
@@ -1113,6 +1482,7 @@ void sync_engine_tick(sync_engine *engine, int64_t now_ms)
     }
     /* A store that cannot answer now is asked again at the next tick. */
     (void)sync_engine_catch_up_foreign_writes(engine, now_ms);
+    sync_engine_refresh_users(engine, now_ms);
 }
 
 void sync_engine_shutdown(sync_engine *engine)

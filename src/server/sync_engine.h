@@ -3,7 +3,10 @@
  * transport: connections and their sessions, binds and file identities,
  * subscription sets and their bootstraps, upload integration, fan-out of
  * integrated changes to every session whose view they touch, marks,
- * pings and errors (docs/protocol.md).
+ * pings and errors (docs/protocol.md), and the app's roles and rules on
+ * all of it: what each session receives (sync_view.h), which uploaded
+ * writes it may make (sync_write_check.h, compensating writes for the
+ * others), and what a change of a user's custom data changes.
  *
  * The transport (server.c, libwebsockets) owns sockets and calls in here;
  * the engine owns everything about sessions and never touches a socket.
@@ -33,7 +36,9 @@
 
 #include "realmfs/app_config.h"
 #include "realmfs/auth.h"
+#include "realmfs/rules.h"
 #include "realmfs/sync_store.h"
+#include "sync_schema.h"
 
 typedef struct sync_engine sync_engine;
 typedef struct sync_connection sync_connection;
@@ -67,17 +72,19 @@ typedef struct sync_engine_metrics {
     uint64_t server_version;       /* the store's latest */
 } sync_engine_metrics;
 
-/* -ENOMEM, or -EINVAL with a message.  app and store must outlive the
- * engine. */
-int sync_engine_new(const app_config *app, sync_store *store,
+/* -ENOMEM, or -EINVAL with a message.  app, its rules (rules_load), its
+ * schemas (sync_schema_open on app, which Development Mode extends) and
+ * store must outlive the engine. */
+int sync_engine_new(app_config *app, const rules *rules, sync_schema *schema, sync_store *store,
                     const sync_engine_options *options,
                     const sync_engine_callbacks *callbacks, sync_engine **out,
                     char *message, size_t message_size);
 /* Every connection must have been disconnected. */
 void sync_engine_free(sync_engine *engine);
 
-/* A new connection for an authenticated user (copied).  NULL when out of
- * memory. */
+/* A new connection for an authenticated user (copied), whose custom user
+ * data is read now (a connection whose custom data cannot be read ends
+ * with internal_error).  NULL when out of memory. */
 sync_connection *sync_engine_connect(sync_engine *engine, const auth_user *user,
                                      void *transport_context, int64_t now_ms);
 

@@ -53,11 +53,14 @@ struct sync_snapshot_stream {
     size_t key_index;
 };
 
-/* The batch being filled while a scan runs. */
+/* The batch being filled while a scan runs: its changeset, and the
+ * download it goes into, which takes the access entries of the objects
+ * the client may not write as they come. */
 typedef struct sync_stream_batch {
     sync_snapshot_stream *stream;
     const char *collection;
     changeset changeset;
+    protocol_message download;
     size_t bytes;
     size_t objects;
     int failure; /* negative errno when a visit failed */
@@ -311,6 +314,34 @@ int sync_snapshot_stream_catch_up(const app_config *app, sync_store *store, sync
 
 /* ---- Batches ------------------------------------------------------------ */
 
+/* A replacement (or, with object not visible, a delete) of one object,
+ * with the access entry that says when the client may not write it. */
+static int sync_stream_add_replacement(sync_stream_batch *batch, const json_t *id,
+                                       const sync_view_object *object, const json_t *prepared)
+{
+    json_t *readable = NULL;
+    int result = object->visible ? sync_view_readable_document(batch->stream->new_view, object,
+                                                               prepared, &readable)
+                                 : 0;
+    if (result == 0)
+        result = sync_download_append_replacement(batch->collection, id, readable,
+                                                  &batch->changeset, batch->message,
+                                                  batch->message_size);
+    json_decref(readable);
+    if (result > 0)
+        batch->objects++;
+    if (result >= 0 && object->visible && !object->writable) {
+        json_t *copy = json_deep_copy(id); /* a scan's id lives only during its visit */
+        int added = copy != NULL ? protocol_download_add_access(&batch->download.body.download,
+                                                                batch->collection, copy, false)
+                                 : -ENOMEM;
+        json_decref(copy);
+        if (added != 0)
+            result = added;
+    }
+    return result;
+}
+
 /* Add one object as the views show it: a replacement when the new view
  * shows it, a delete when it may be on the client (the old view showed
  * it, or a catch-up), else nothing.  document NULL: it does not exist;
@@ -326,17 +357,13 @@ static int sync_stream_add_object(sync_stream_batch *batch, const json_t *id, js
                           : 0;
     if (result != 0)
         return result;
-    bool in_new = sync_view_contains(stream->new_view, batch->collection, prepared);
+    sync_view_object object;
+    sync_view_examine(stream->new_view, batch->collection, prepared, &object);
     bool may_be_on_client = stream->kind == SYNC_STREAM_CATCH_UP ||
                             (stream->old_view != NULL &&
                              sync_view_contains(stream->old_view, batch->collection, prepared));
-    if (in_new || may_be_on_client) {
-        result = sync_download_append_replacement(batch->collection, id, in_new ? prepared : NULL,
-                                                  &batch->changeset, batch->message,
-                                                  batch->message_size);
-        if (result > 0)
-            batch->objects++;
-    }
+    if (object.visible || may_be_on_client)
+        result = sync_stream_add_replacement(batch, id, &object, prepared);
     json_decref(prepared);
     stream->objects_done++;
     batch->bytes += bytes;
@@ -445,12 +472,10 @@ static bool sync_stream_finished(const sync_snapshot_stream *stream)
                                                  : stream->key_index == stream->key_count;
 }
 
-static char *sync_stream_frame(sync_snapshot_stream *stream, changeset *batch, bool finished,
-                               size_t *length, char *message, size_t message_size)
+static char *sync_stream_frame(sync_snapshot_stream *stream, sync_stream_batch *batch,
+                               bool finished, size_t *length, char *message, size_t message_size)
 {
-    protocol_message download;
-    protocol_message_init(&download, PROTOCOL_MESSAGE_DOWNLOAD, stream->header.session);
-    protocol_download_body *body = &download.body.download;
+    protocol_download_body *body = &batch->download.body.download;
     body->server_version = sync_store_snapshot_version(stream->snapshot);
     body->last_integrated_client_version = stream->header.last_integrated_client_version;
     body->query_version = stream->header.query_version;
@@ -462,13 +487,13 @@ static char *sync_stream_frame(sync_snapshot_stream *stream, changeset *batch, b
         body->progress_estimate = 1.0;
     char *frame = NULL;
     protocol_error error = {0};
-    if (batch->count == 0 || protocol_download_add(body, body->server_version, batch) == 0)
-        frame = protocol_serialize_download(&download, length, &error);
+    if (batch->changeset.count == 0 ||
+        protocol_download_add(body, body->server_version, &batch->changeset) == 0)
+        frame = protocol_serialize_download(&batch->download, length, &error);
     else
         snprintf(error.message, sizeof error.message, "out of memory");
     if (frame == NULL)
         snprintf(message, message_size, "a bootstrap frame cannot be sent: %s", error.message);
-    protocol_message_clear(&download);
     return frame;
 }
 
@@ -479,6 +504,7 @@ int sync_snapshot_stream_next(sync_snapshot_stream *stream, char **frame, size_t
     *frame = NULL;
     sync_stream_batch batch = {.stream = stream, .message = message, .message_size = message_size};
     batch.changeset.timestamp = stream->timestamp;
+    protocol_message_init(&batch.download, PROTOCOL_MESSAGE_DOWNLOAD, stream->header.session);
     int result = stream->kind == SYNC_STREAM_BOOTSTRAP ? sync_stream_fill_bootstrap(&batch)
                                                        : sync_stream_fill_catch_up(&batch);
     if (result == -ENOMEM)
@@ -486,11 +512,11 @@ int sync_snapshot_stream_next(sync_snapshot_stream *stream, char **frame, size_t
     if (result == 0) {
         *finished = sync_stream_finished(stream);
         *objects = batch.objects;
-        *frame = sync_stream_frame(stream, &batch.changeset, *finished, length, message,
-                                   message_size);
+        *frame = sync_stream_frame(stream, &batch, *finished, length, message, message_size);
         if (*frame == NULL)
             result = -EINVAL;
     }
     changeset_clear(&batch.changeset);
+    protocol_message_clear(&batch.download);
     return result;
 }

@@ -14,7 +14,13 @@
  * Every frame is a "download" holding one changeset of origin 0, client
  * version 0 and the stream's creation time, at the snapshot's server
  * version; all but the last have last_in_batch false; progress_estimate
- * is the share of the objects examined so far.
+ * is the share of the objects examined so far.  Objects come with the
+ * fields the new view lets the session read, and with an access entry
+ * (writable false) when it may not write them.
+ *
+ * A bootstrap from a view to another of the same subscriptions and
+ * another user context is how a session is sent what a change of its
+ * permissions changed.
  */
 #ifndef REALMFS_SYNC_SNAPSHOT_STREAM_H
 #define REALMFS_SYNC_SNAPSHOT_STREAM_H

@@ -1,6 +1,7 @@
 /*
- * sync_view.c — a session's parsed subscription set and the tests a
- * document passes before it reaches a client (sync_view.h).
+ * sync_view.c — a session's parsed subscription set, its user's roles,
+ * and the tests a document passes before it reaches a client
+ * (sync_view.h).
  */
 #include "sync_view.h"
 
@@ -13,15 +14,20 @@
 #include "realmfs/rql.h"
 #include "realmfs/schema.h"
 
-/* The subscriptions of one collection. */
+/* The subscriptions of one collection, and the user's role there. */
 typedef struct sync_view_collection {
     char *name;
     rql_query **queries;
     size_t query_count;
+    const rules_role *role;
 } sync_view_collection;
 
 struct sync_view {
     size_t references;
+    const app_config *app;
+    const rules *rules; /* NULL: no permissions */
+    sync_user *user;    /* NULL with rules */
+    json_t *subscriptions;
     sync_view_collection *collections; /* sorted by name */
     size_t collection_count;
 };
@@ -57,6 +63,8 @@ static void sync_view_free(sync_view *view)
         free(collection->name);
     }
     free(view->collections);
+    json_decref(view->subscriptions);
+    sync_user_unref(view->user);
     free(view);
 }
 
@@ -141,6 +149,13 @@ static int sync_view_parse_query(const app_config *app, const char *collection,
     return 0;
 }
 
+const rules_role *sync_view_role(const sync_view *view, const char *collection)
+{
+    if (view->rules == NULL)
+        return NULL;
+    return rules_select_role(view->rules, collection, sync_user_filter(view->user));
+}
+
 static int sync_view_add_collection(sync_view *view, const app_config *app, const char *name,
                                     const json_t *subscriptions, char *message,
                                     size_t message_size)
@@ -150,11 +165,15 @@ static int sync_view_add_collection(sync_view *view, const app_config *app, cons
     if (count == 0)
         return sync_view_refuse(message, message_size, name, "(none)",
                                 "a collection needs a non-empty array of subscriptions");
+    if (name[0] == '$')
+        return sync_view_refuse(message, message_size, name, "(all)",
+                                "a collection name never starts with $");
     collection->name = strdup(name);
     collection->queries = calloc(count, sizeof *collection->queries);
     view->collection_count++;
     if (collection->name == NULL || collection->queries == NULL)
         return -ENOMEM;
+    collection->role = sync_view_role(view, name);
     for (size_t index = 0; index < count; index++) {
         int result = sync_view_parse_query(app, name, json_array_get(subscriptions, index),
                                            &collection->queries[index], message, message_size);
@@ -171,8 +190,9 @@ static int sync_view_compare_collections(const void *a, const void *b)
                   ((const sync_view_collection *)b)->name);
 }
 
-int sync_view_new(const app_config *app, const json_t *subscriptions, sync_view **out,
-                  char *message, size_t message_size)
+int sync_view_new(const app_config *app, const rules *rules, sync_user *user,
+                  const json_t *subscriptions, sync_view **out, char *message,
+                  size_t message_size)
 {
     *out = NULL;
     if (message_size > 0)
@@ -182,6 +202,10 @@ int sync_view_new(const app_config *app, const json_t *subscriptions, sync_view 
     if (view == NULL)
         return -ENOMEM;
     view->references = 1;
+    view->app = app;
+    view->rules = rules;
+    view->user = user != NULL ? sync_user_ref(user) : NULL;
+    view->subscriptions = json_incref((json_t *)subscriptions);
     view->collections = calloc(count ? count : 1, sizeof *view->collections);
     if (view->collections == NULL) {
         sync_view_free(view);
@@ -271,11 +295,104 @@ int sync_view_prepare_document(const app_config *app, const char *collection,
     return result;
 }
 
-bool sync_view_contains(const sync_view *view, const char *collection, const json_t *prepared)
+const json_t *sync_view_subscriptions(const sync_view *view)
 {
-    const sync_view_collection *subscribed = prepared ? sync_view_find(view, collection) : NULL;
-    for (size_t index = 0; subscribed != NULL && index < subscribed->query_count; index++)
+    return view->subscriptions;
+}
+
+sync_user *sync_view_user(const sync_view *view)
+{
+    return view->user;
+}
+
+bool sync_view_has_permissions(const sync_view *view)
+{
+    return view->rules != NULL;
+}
+
+static bool sync_view_matches(const sync_view_collection *subscribed, const json_t *prepared)
+{
+    for (size_t index = 0; index < subscribed->query_count; index++)
         if (rql_matches(subscribed->queries[index], prepared))
             return true;
     return false;
+}
+
+void sync_view_examine(const sync_view *view, const char *collection, const json_t *prepared,
+                       sync_view_object *object)
+{
+    *object = (sync_view_object){0};
+    const sync_view_collection *subscribed = prepared ? sync_view_find(view, collection) : NULL;
+    if (subscribed == NULL || !sync_view_matches(subscribed, prepared))
+        return;
+    if (view->rules == NULL) {
+        object->visible = object->writable = object->all_fields_readable = true;
+        return;
+    }
+    if (subscribed->role == NULL)
+        return;
+    object->role = subscribed->role;
+    object->access =
+        rules_evaluate_document(subscribed->role, prepared, sync_user_filter(view->user));
+    object->visible = object->access.readable;
+    object->writable = object->access.readable && object->access.writable;
+    object->all_fields_readable = object->access.all_fields_readable;
+}
+
+bool sync_view_contains(const sync_view *view, const char *collection, const json_t *prepared)
+{
+    sync_view_object object;
+    sync_view_examine(view, collection, prepared, &object);
+    return object.visible;
+}
+
+int sync_view_readable_document(const sync_view *view, const sync_view_object *object,
+                                const json_t *prepared, json_t **readable)
+{
+    if (object->all_fields_readable) {
+        *readable = json_incref((json_t *)prepared);
+        return 0;
+    }
+    *readable = json_deep_copy(prepared);
+    int result = *readable != NULL ? rules_strip_unreadable_fields(object->role, &object->access,
+                                                                   *readable,
+                                                                   sync_user_filter(view->user))
+                                   : -ENOMEM;
+    if (result != 0) {
+        json_decref(*readable);
+        *readable = NULL;
+    }
+    return result;
+}
+
+/* The rules a collection's roles come from: its own rules.json when it
+ * has roles there, else the default rule (rules.h). */
+static const json_t *sync_view_rules_source(const sync_view *view, const char *collection)
+{
+    const app_collection *described = app_config_find_collection(view->app, collection);
+    if (described != NULL && described->rules != NULL &&
+        json_array_size(json_object_get(described->rules, "roles")) > 0)
+        return described->rules;
+    return app_config_default_rule(view->app);
+}
+
+json_t *sync_view_access_json(const sync_view *view)
+{
+    if (view->rules == NULL)
+        return json_null();
+    json_t *roles = json_object();
+    for (size_t index = 0; roles != NULL && index < view->collection_count; index++) {
+        const sync_view_collection *collection = &view->collections[index];
+        const json_t *source = sync_view_rules_source(view, collection->name);
+        json_t *entry = json_pack(
+            "{s:o, s:O}", "name",
+            collection->role ? json_string(rules_role_name(collection->role)) : json_null(),
+            "rules", source != NULL ? source : json_null());
+        if (json_object_set_new(roles, collection->name, entry) != 0) {
+            json_decref(roles);
+            roles = NULL;
+        }
+    }
+    return roles ? json_pack("{s:o, s:o}", "user", sync_user_json(view->user), "roles", roles)
+                 : NULL;
 }

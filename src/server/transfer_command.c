@@ -11,10 +11,18 @@
  * a line is imported whole or not at all, but the import as a whole is
  * not one transaction.
  *
+ * In Development Mode, import extends the schemas as a client's upload
+ * would (sync_schema.h): a document with a field or a collection the
+ * schema lacks teaches it to the schema, saved in the data directory.  A
+ * server running on the same data directory learns of it at its next
+ * start.
+ *
  * Export writes the documents of one snapshot, in id order, as the store
  * keeps them: Relaxed Extended JSON on one line each.
  */
 #include "transfer_command.h"
+
+#include "sync_schema.h"
 
 #include "realmfs/app_config.h"
 #include "realmfs/changeset.h"
@@ -49,9 +57,10 @@ static const char import_usage[] =
     "mongoexport writes them (Relaxed or Canonical Extended JSON; blank lines are\n"
     "ignored), into COLLECTION of the sync store in DIR.  Each document needs an\n"
     "_id (string, long or objectId) and must match the collection's schema in the\n"
-    "app export APPDIR; COLLECTION must be in the app unless development mode is\n"
-    "on.  A line that does not qualify is reported as FILE:LINE: reason and\n"
-    "skipped; the others are imported.  A document whose _id exists is merged\n"
+    "app export APPDIR.  COLLECTION must be in the app, or be its custom user\n"
+    "data collection, unless development mode is on; then documents extend the\n"
+    "schemas as clients' writes do.  A line that does not qualify is reported as\n"
+    "FILE:LINE: reason and skipped; the others are imported.  A document whose _id exists is merged\n"
     "into it, field by field, as a newer write.\n"
     "\n"
     "Exit status: 0 every line imported; 3 the file was read, but some lines were\n"
@@ -85,7 +94,7 @@ typedef struct transfer_arguments {
 /* What both commands work on. */
 typedef struct transfer_target {
     app_config *app;
-    const json_t *schema;  /* NULL: the collection has none */
+    sync_schema *schema;  /* import only */
     sync_store *store;
 } transfer_target;
 
@@ -167,16 +176,15 @@ static bool parse_arguments(const transfer_command *command, int argc, char **ar
 /* ------------------------------------------------------------------ */
 /* The app and the store                                               */
 
-static int find_schema(const transfer_command *command, const transfer_arguments *arguments,
-                       transfer_target *target)
+/* Operators load custom user data with import, so its collection is
+ * accepted without being in the app (tiered keeps it in "User"). */
+static int check_collection(const transfer_command *command, const transfer_arguments *arguments,
+                            const app_config *app)
 {
-    const app_collection *collection = app_config_find_collection(target->app,
-                                                                  arguments->collection);
-    if (collection != NULL) {
-        target->schema = collection->schema;
-        return 0;
-    }
-    if (app_config_sync(target->app)->development_mode)
+    const app_custom_user_data *custom = app_config_custom_user_data(app);
+    if (app_config_find_collection(app, arguments->collection) != NULL
+        || app_config_sync(app)->development_mode
+        || (custom != NULL && strcmp(custom->collection, arguments->collection) == 0))
         return 0;
     return fail(command, "the app export %s has no collection \"%s\" (and its development "
                          "mode is off)",
@@ -192,7 +200,7 @@ static int open_target(const transfer_command *command, const transfer_arguments
     if (app_config_load(arguments->app_directory, &target->app, message, sizeof message) != 0)
         return fail(command, "cannot load the app export %s: %s", arguments->app_directory,
                     message);
-    int status = find_schema(command, arguments, target);
+    int status = check_collection(command, arguments, target->app);
     if (status != 0)
         return status;
     char sync_directory[PATH_MAX];
@@ -203,11 +211,16 @@ static int open_target(const transfer_command *command, const transfer_arguments
                     sync_directory, strerror(errno));
     if (sync_store_open(arguments->data_directory, 0, &target->store) != 0)
         return fail(command, "%s", sync_store_last_error());
+    if (create_store
+        && sync_schema_open(target->app, arguments->data_directory, &target->schema, message,
+                            sizeof message) != 0)
+        return fail(command, "cannot open the schemas: %s", message);
     return 0;
 }
 
 static void close_target(transfer_target *target)
 {
+    sync_schema_close(target->schema);
     sync_store_close(target->store);
     app_config_free(target->app);
 }
@@ -219,7 +232,8 @@ typedef struct import_run {
     const transfer_command *command;
     const char *source;  /* the file's name in messages */
     const char *collection;
-    const json_t *schema;
+    const app_config *app;
+    sync_schema *schema;
     sync_store *store;
     changeset batch;
     size_t batch_documents;
@@ -265,6 +279,32 @@ static bool is_blank(const char *line, size_t length)
     return true;
 }
 
+/*
+ * Whether the document fits its collection's schema: 0, -ENOMEM, or
+ * -EINVAL with message.  In Development Mode it first extends the schema,
+ * after which the only fields the schema lacks hold null, which Realm
+ * does not tell from an absent field.  Validation makes integers doubles
+ * where the schema asks for doubles.
+ */
+static int fit_schema(const import_run *run, json_t *document, char *message,
+                      size_t message_size)
+{
+    bool development_mode = sync_schema_development_mode(run->schema);
+    if (development_mode) {
+        bool extended;
+        int result = sync_schema_admit_document(run->schema, run->collection, document,
+                                                &extended, message, message_size);
+        if (result != 0)
+            return result;
+    }
+    const app_collection *collection = app_config_find_collection(run->app, run->collection);
+    if (collection == NULL || collection->schema == NULL)
+        return 0;
+    if (development_mode && schema_strip_unknown_fields(collection->schema, document) < 0)
+        return -EINVAL;
+    return schema_validate_document(collection->schema, document, message, message_size);
+}
+
 /* The document of a line, checked; NULL with the reason when it does not
  * qualify. */
 static json_t *read_document(const import_run *run, const char *line, size_t length,
@@ -286,14 +326,16 @@ static json_t *read_document(const import_run *run, const char *line, size_t len
     else if (id_type != VALUE_STRING && id_type != VALUE_INT && id_type != VALUE_OBJECT_ID)
         snprintf(reason, reason_size, "_id must be a string, long or objectId, not %s",
                  value_type_name(id_type));
-    else if (run->schema == NULL)
-        return document;
     else {
         char message[MESSAGE_SIZE];
-        if (schema_validate_document(run->schema, document, message, sizeof message) == 0)
+        int result = fit_schema(run, document, message, sizeof message);
+        if (result == 0)
             return document;
-        snprintf(reason, reason_size, "does not match the schema of %s: %s", run->collection,
-                 message);
+        if (result == -EINVAL)
+            snprintf(reason, reason_size, "does not match the schema of %s: %s",
+                     run->collection, message);
+        else
+            snprintf(reason, reason_size, "%s", result == -ENOMEM ? "out of memory" : message);
     }
     json_decref(document);
     return NULL;
@@ -364,6 +406,7 @@ int transfer_command_import(int argc, char **argv)
             .command = &command,
             .source = from_stdin ? "stdin" : arguments.file,
             .collection = arguments.collection,
+            .app = target.app,
             .schema = target.schema,
             .store = target.store,
         };

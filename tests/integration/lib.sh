@@ -266,6 +266,25 @@ wait_until() {
   done
 }
 
+# open_item_rules APP: in APP, a copy of the sync-todo export, every user
+# reads and writes every Item: for tests about syncing rather than about
+# the app's rules (test_rules.sh has those).
+open_item_rules() {
+  cat >"$1/data_sources/mongodb-atlas/todo/Item/rules.json" <<'EOF'
+{"collection": "Item", "database": "todo",
+ "roles": [{"name": "everyone", "apply_when": {}, "document_filters": {"read": true, "write": true},
+            "read": true, "write": true, "insert": true, "delete": true}]}
+EOF
+}
+
+# without_development_mode APP: the app copy APP is not in Development
+# Mode, so the server refuses a subscription to a field that is not
+# queryable instead of making it queryable.
+without_development_mode() {
+  local config=$1/sync/config.json
+  jq '.development_mode_enabled = false' "$config" >"$config.new" && mv "$config.new" "$config"
+}
+
 finish() {
   echo "1..$tap_count"
   [[ $tap_failures -eq 0 ]]

@@ -29,6 +29,7 @@ SERVER_DATA=$TEST_ROOT/server.data
 SERVER_LOG=$TEST_ROOT/server.log
 PROXY_LOG=$TEST_ROOT/proxy.log
 cp -r "$REALMFS_EXPORTS/sync-todo" "$APP"
+open_item_rules "$APP"
 APP_ID=$(jq -er .app_id "$APP/realm_config.json")
 cat >"$APP/auth/providers.json" <<'EOF'
 {"local-userpass": {"name": "local-userpass", "type": "local-userpass", "disabled": false}}

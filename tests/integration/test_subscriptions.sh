@@ -13,6 +13,7 @@ APP=$TEST_ROOT/app
 SERVER_DATA=$TEST_ROOT/server.data
 SERVER_LOG=$TEST_ROOT/server.log
 cp -r "$REALMFS_EXPORTS/sync-todo" "$APP"
+without_development_mode "$APP"
 APP_ID=$(jq -er .app_id "$APP/realm_config.json")
 printf 'secret-password\n' >"$TEST_ROOT/password"
 "$REALMFS_SERVER" user add --data "$SERVER_DATA" alice@example.com \

@@ -17,6 +17,8 @@ SERVER_LOG=$TEST_ROOT/server.log
 SERVER_PID_FILE=$TEST_ROOT/server.pid
 SERVER_PORT=0
 cp -r "$REALMFS_EXPORTS/sync-todo" "$APP"
+open_item_rules "$APP"
+without_development_mode "$APP"
 APP_ID=$(jq -er .app_id "$APP/realm_config.json")
 cat >"$APP/auth/providers.json" <<'EOF'
 {"local-userpass": {"name": "local-userpass", "type": "local-userpass", "disabled": false},

@@ -8,7 +8,8 @@ WebSocket connections (python3-websockets 10.4; run with /usr/bin/python3).
 
 Client.mirror is what a client keeps: per (collection, id) the server's
 document, built only by applying the downloads received; tests compare
-mirrors with `realmfs-server export`.
+mirrors with `realmfs-server export`.  Client.read_only holds the keys of
+the objects the downloads' access entries say the client may not write.
 
 run_tests() runs test functions (plain or async) and reports TAP.
 """
@@ -99,6 +100,24 @@ def copy_app(name="sync-todo", enabled=PROVIDERS, edit=None):
     if edit:
         edit(directory)
     return directory
+
+
+EVERYONE_ROLE = {"name": "everyone", "apply_when": {},
+                 "document_filters": {"read": True, "write": True},
+                 "read": True, "write": True, "insert": True, "delete": True}
+
+
+def write_item_roles(directory, *roles):
+    """Give sync-todo's collection Item (in an app copy) these roles."""
+    path = os.path.join(directory, "data_sources", "mongodb-atlas", "todo", "Item", "rules.json")
+    with open(path, "w") as out:
+        json.dump({"collection": "Item", "database": "todo", "roles": list(roles)}, out)
+
+
+def open_item_rules(directory):
+    """An edit for copy_app("sync-todo"): everyone reads and writes every
+    Item, for tests about syncing rather than permissions."""
+    write_item_roles(directory, EVERYONE_ROLE)
 
 
 def app_id_of(app_directory):
@@ -342,14 +361,18 @@ def new_object(collection, identifier, document):
         set_field(collection, identifier, field, value) for field, value in document.items()]
 
 
-def apply_instruction(mirror, instruction):
-    """Apply one download instruction to a mirror {(collection, id key): document}."""
+def apply_instruction(mirror, instruction, read_only=None):
+    """Apply one download instruction to a mirror {(collection, id key):
+    document}; an object that leaves it leaves read_only (a set of keys)
+    too."""
     key = (instruction["collection"], id_key(instruction["id"]))
     op = instruction["op"]
     if op == "create":
         mirror.setdefault(key, {"_id": instruction["id"]})
     elif op == "delete":
         mirror.pop(key, None)
+        if read_only is not None:
+            read_only.discard(key)
     elif key in mirror:
         *parents, last = instruction["path"].split(".")
         document = mirror[key]
@@ -372,6 +395,7 @@ class Client:
     def __init__(self, connection):
         self.connection = connection
         self.mirror = {}
+        self.read_only = set()
         self.received = []
         self.server_version = {}
         self.acknowledged = {}
@@ -408,7 +432,13 @@ class Client:
         if message["type"] == "download":
             for changeset in message["changesets"]:
                 for instruction in changeset["instructions"]:
-                    apply_instruction(self.mirror, instruction)
+                    apply_instruction(self.mirror, instruction, self.read_only)
+            for entry in message.get("access", []):
+                key = (entry["collection"], id_key(entry["id"]))
+                if entry["writable"]:
+                    self.read_only.discard(key)
+                else:
+                    self.read_only.add(key)
             self.server_version[message["session"]] = message["server_version"]
             self.acknowledged[message["session"]] = message["last_integrated_client_version"]
         return message

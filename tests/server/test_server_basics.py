@@ -12,7 +12,7 @@ import time
 
 from sync_client import (APPS, Client, Server, basic, bearer, check, check_equal,
                          connect_refused, copy_app, make_certificate, new_object, object_id,
-                         run_cli, temporary_directory)
+                         open_item_rules, run_cli, temporary_directory)
 
 ITEM = {"owner_id": "alice", "summary": "buy milk", "isComplete": False}
 
@@ -24,7 +24,8 @@ shared = None
 def shared_server():
     global shared
     if shared is None:
-        shared = Server(copy_app("sync-todo", enabled=("local-userpass", "api-key")))
+        shared = Server(copy_app("sync-todo", enabled=("local-userpass", "api-key"),
+                                 edit=open_item_rules))
     return shared
 
 
@@ -233,7 +234,7 @@ async def wrong_endpoint_or_version_is_refused():
 
 
 async def anonymous_login_makes_a_new_user_each_time():
-    server = Server(copy_app("sync-todo", enabled=("anon-user",)))
+    server = Server(copy_app("sync-todo", enabled=("anon-user",), edit=open_item_rules))
     first = await Client.connect(server, "Anonymous")
     second = await Client.connect(server, "Anonymous")
     await first.ping()
@@ -248,7 +249,8 @@ async def anonymous_login_makes_a_new_user_each_time():
 
 
 async def tls_with_a_self_signed_certificate():
-    server = Server(copy_app("sync-todo", enabled=("api-key",)), tls=make_certificate())
+    server = Server(copy_app("sync-todo", enabled=("api-key",), edit=open_item_rules),
+                    tls=make_certificate())
     check(server.websocket_url.startswith("wss://"), server.websocket_url)
     status, _, body = server.http_get("/health")
     check_equal(status, 200, "GET /health over https")
@@ -260,7 +262,7 @@ async def tls_with_a_self_signed_certificate():
 
 
 async def sigterm_sends_going_away_and_exits_0():
-    server = Server(copy_app("sync-todo", enabled=("api-key",)))
+    server = Server(copy_app("sync-todo", enabled=("api-key",), edit=open_item_rules))
     key = server.add_api_key("term")
     clients = [await Client.connect(server, bearer(key)) for _ in range(3)]
     await clients[0].bind(1)

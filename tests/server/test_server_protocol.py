@@ -6,7 +6,7 @@ REALMFS_EXPORTS."""
 import sys
 
 from sync_client import (PROTOCOL_MAX_MESSAGE_BYTES, Client, Server, bearer, check_equal,
-                         copy_app, create, object_id, run_tests)
+                         copy_app, create, object_id, open_item_rules, run_tests)
 
 server = None
 key = None
@@ -16,7 +16,7 @@ bystander = None
 async def setup():
     global server, key, bystander
     if server is None:
-        server = Server(copy_app("sync-todo", enabled=("api-key",)))
+        server = Server(copy_app("sync-todo", enabled=("api-key",), edit=open_item_rules))
         key = server.add_api_key("protocol")
     bystander = await Client.connect(server, bearer(key))
     await bystander.bind(1)

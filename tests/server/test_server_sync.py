@@ -6,11 +6,12 @@ equal what `realmfs-server export` says the server holds for its view.
 Run with /usr/bin/python3; env REALMFS_SERVER, REALMFS_EXPORTS."""
 
 import json
+import os
 import sys
 import time
 
 from sync_client import (Client, Server, bearer, check, check_equal, copy_app, delete,
-                         new_object, object_id, run_tests, set_field)
+                         new_object, object_id, open_item_rules, run_tests, set_field)
 
 COLLECTION = "Item"
 server = None
@@ -18,10 +19,23 @@ key = None
 request = 0
 
 
+def open_app_outside_development_mode(directory):
+    """Everyone writes every Item, and queries may read only the fields the
+    app makes queryable (Development Mode would make any field so)."""
+    open_item_rules(directory)
+    path = os.path.join(directory, "sync", "config.json")
+    with open(path) as file:
+        config = json.load(file)
+    config["development_mode_enabled"] = False
+    with open(path, "w") as file:
+        json.dump(config, file)
+
+
 def shared_server():
     global server, key
     if server is None:
-        server = Server(copy_app("sync-todo", enabled=("api-key",)))
+        server = Server(copy_app("sync-todo", enabled=("api-key",),
+                                 edit=open_app_outside_development_mode))
         key = server.add_api_key("sync")
     return server
 

@@ -182,24 +182,32 @@ static const char *const canonical_frames[] = {
     "{'type':'error','session':1,'code':205,'message':'write not allowed','try_again':true,"
     "'backoff_seconds':0.0,'action':'revert','compensating_write':{'collection':'Task',"
     "'id':" TEST_OBJECT_ID ",'reason':'only the owner may change title','server_document':"
-    "{'_id':" TEST_OBJECT_ID ",'title':'Old title','tags':['a',{'b':1}]}}}",
+    "{'_id':" TEST_OBJECT_ID ",'title':'Old title','tags':['a',{'b':1}]},'client_version':13}}",
     "{'type':'error','session':1,'code':205,'message':'','try_again':true,'backoff_seconds':0.0,"
     "'action':'revert','compensating_write':{'collection':'Task','id':7,'reason':'deleted',"
-    "'server_document':null}}",
+    "'server_document':null,'client_version':2}}",
     "{'type':'unbound','session':1}",
     "{'type':'pong','timestamp':1714560000000}",
+    "{'type':'download','session':1,'server_version':46,'last_integrated_client_version':14,"
+    "'query_version':3,'last_in_batch':true,'progress_estimate':1.0,'changesets':[],'access':["
+    "{'collection':'Task','id':" TEST_OBJECT_ID ",'writable':false},"
+    "{'collection':'Task','id':5,'writable':true}]}",
+    "{'type':'schema','session':1,'development_mode':false,'collections':{'Task':{"
+    "'bsonType':'object','title':'Task','properties':{'_id':{'bsonType':'objectId'},"
+    "'done':{'bsonType':'bool'}},'required':['_id']},'Project':{'bsonType':'object'}}}",
+    "{'type':'schema','session':2,'development_mode':true,'collections':{}}",
 };
 
 START_TEST(test_every_message_type_round_trips)
 {
-    bool seen[PROTOCOL_MESSAGE_PONG + 1] = {false};
+    bool seen[PROTOCOL_MESSAGE_SCHEMA + 1] = {false};
     for (size_t i = 0; i < sizeof canonical_frames / sizeof canonical_frames[0]; i++) {
         assert_round_trip(canonical_frames[i]);
         protocol_message message = parse_frame(canonical_frames[i]);
         seen[message.type] = true;
         protocol_message_clear(&message);
     }
-    for (int type = 0; type <= PROTOCOL_MESSAGE_PONG; type++)
+    for (int type = 0; type <= PROTOCOL_MESSAGE_SCHEMA; type++)
         ck_assert_msg(seen[type], "no frame of type %s", protocol_message_type_name(type));
 }
 END_TEST
@@ -258,11 +266,37 @@ START_TEST(test_parsed_fields)
     ck_assert_str_eq(json_string_value(json_object_get(
                          error.body.error.compensating_write->server_document, "title")),
                      "Old title");
+    ck_assert_uint_eq(error.body.error.compensating_write->client_version, 13);
     protocol_message_clear(&error);
 
     protocol_message no_document = parse_frame(canonical_frames[15]);
     ck_assert_ptr_null(no_document.body.error.compensating_write->server_document);
     protocol_message_clear(&no_document);
+
+    protocol_message access = parse_frame(canonical_frames[18]);
+    ck_assert_uint_eq(access.body.download.access_count, 2);
+    ck_assert_str_eq(access.body.download.access[0].collection, "Task");
+    ck_assert_int_eq(value_type_of(access.body.download.access[0].id), VALUE_OBJECT_ID);
+    ck_assert(!access.body.download.access[0].writable);
+    ck_assert_int_eq(json_integer_value(access.body.download.access[1].id), 5);
+    ck_assert(access.body.download.access[1].writable);
+    protocol_message_clear(&access);
+
+    protocol_message without_access = parse_frame(canonical_frames[10]);
+    ck_assert_uint_eq(without_access.body.download.access_count, 0);
+    protocol_message_clear(&without_access);
+
+    protocol_message schema = parse_frame(canonical_frames[19]);
+    ck_assert_int_eq(schema.type, PROTOCOL_MESSAGE_SCHEMA);
+    ck_assert(!schema.body.schema.development_mode);
+    ck_assert_uint_eq(json_object_size(schema.body.schema.collections), 2);
+    ck_assert_str_eq(json_string_value(json_object_get(
+                         json_object_get(schema.body.schema.collections, "Task"), "title")),
+                     "Task");
+    protocol_message_clear(&schema);
+    schema = parse_frame(canonical_frames[20]);
+    ck_assert(schema.body.schema.development_mode);
+    protocol_message_clear(&schema);
 }
 END_TEST
 
@@ -287,6 +321,15 @@ START_TEST(test_built_messages_round_trip)
         changeset added = title_changeset(version, "é");
         ck_assert_int_eq(protocol_download_add(&download.body.download, version * 6, &added), 0);
     }
+    json_t *id = load(TEST_OBJECT_ID);
+    ck_assert_int_eq(protocol_download_add_access(&download.body.download, "Task", id, false), 0);
+    json_decref(id);
+    id = load("'a1'");
+    ck_assert_int_eq(protocol_download_add_access(&download.body.download, "Note", id, true), 0);
+    json_decref(id);
+    ck_assert_uint_eq(download.body.download.access_count, 2);
+    ck_assert_str_eq(download.body.download.access[1].collection, "Note");
+    ck_assert(download.body.download.access[1].writable);
     assert_built_round_trip(&download);
     protocol_message_clear(&download);
 
@@ -338,14 +381,17 @@ START_TEST(test_names_and_senders)
     ck_assert_ptr_null(protocol_error_code_name(0));
     ck_assert_ptr_null(protocol_error_code_name(299));
     ck_assert_str_eq(protocol_message_type_name(PROTOCOL_MESSAGE_QUERY_ERROR), "query_error");
-    ck_assert_ptr_null(protocol_message_type_name(PROTOCOL_MESSAGE_PONG + 1));
+    ck_assert_str_eq(protocol_message_type_name(PROTOCOL_MESSAGE_SCHEMA), "schema");
+    ck_assert_ptr_null(protocol_message_type_name(PROTOCOL_MESSAGE_SCHEMA + 1));
     ck_assert(protocol_sent_by(PROTOCOL_MESSAGE_BIND, PROTOCOL_CLIENT));
     ck_assert(!protocol_sent_by(PROTOCOL_MESSAGE_BIND, PROTOCOL_SERVER));
     ck_assert(protocol_sent_by(PROTOCOL_MESSAGE_DOWNLOAD, PROTOCOL_SERVER));
     ck_assert(!protocol_sent_by(PROTOCOL_MESSAGE_DOWNLOAD, PROTOCOL_CLIENT));
     ck_assert(protocol_sent_by(PROTOCOL_MESSAGE_MARK, PROTOCOL_CLIENT));
     ck_assert(protocol_sent_by(PROTOCOL_MESSAGE_MARK, PROTOCOL_SERVER));
-    ck_assert(!protocol_sent_by(PROTOCOL_MESSAGE_PONG + 1, PROTOCOL_SERVER));
+    ck_assert(protocol_sent_by(PROTOCOL_MESSAGE_SCHEMA, PROTOCOL_SERVER));
+    ck_assert(!protocol_sent_by(PROTOCOL_MESSAGE_SCHEMA, PROTOCOL_CLIENT));
+    ck_assert(!protocol_sent_by(PROTOCOL_MESSAGE_SCHEMA + 1, PROTOCOL_SERVER));
 }
 END_TEST
 
@@ -545,7 +591,7 @@ static const refused_frame refused_frames[] = {
      PROTOCOL_ERROR_MALFORMED_MESSAGE, "error.session: must be 0 with the connection-level code 106"},
     {"{'type':'error','session':3,'code':204,'message':'m','try_again':false,'backoff_seconds':0,"
      "'action':'none','compensating_write':{'collection':'Task','id':1,'reason':'r',"
-     "'server_document':null}}",
+     "'server_document':null,'client_version':1}}",
      PROTOCOL_ERROR_MALFORMED_MESSAGE, "error.compensating_write: only allowed with code 205"},
     {ERROR_HEAD "'backoff_seconds':0,'action':'revert','compensating_write':5}",
      PROTOCOL_ERROR_MALFORMED_MESSAGE, "error.compensating_write: must be an object"},
@@ -559,8 +605,44 @@ static const refused_frame refused_frames[] = {
      "error.compensating_write.server_document: must be a document or null"},
     {COMPENSATING_HEAD "'id':1,'reason':'r'}}", PROTOCOL_ERROR_MALFORMED_MESSAGE,
      "error.compensating_write.server_document: missing"},
-    {COMPENSATING_HEAD "'id':1,'reason':'r','server_document':null,'why':1}}",
+    {COMPENSATING_HEAD "'id':1,'reason':'r','server_document':null,'client_version':1,'why':1}}",
      PROTOCOL_ERROR_MALFORMED_MESSAGE, "error.compensating_write.why: unknown member"},
+    {COMPENSATING_HEAD "'id':1,'reason':'r','server_document':null}}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE, "error.compensating_write.client_version: missing"},
+    {COMPENSATING_HEAD "'id':1,'reason':'r','server_document':null,'client_version':0}}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "error.compensating_write.client_version: must be an integer from 1 to 2^63 - 1"},
+    /* download access */
+    {DOWNLOAD_HEAD "'changesets':[],'access':{}}", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "download.access: must be an array"},
+    {DOWNLOAD_HEAD "'changesets':[],'access':[true]}", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "download.access[0]: must be an object"},
+    {DOWNLOAD_HEAD "'changesets':[],'access':[{'collection':'Task','id':1}]}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE, "download.access[0].writable: missing"},
+    {DOWNLOAD_HEAD "'changesets':[],'access':[{'collection':'Task','id':1,'writable':true},"
+                   "{'collection':'','id':1,'writable':true}]}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE, "download.access[1].collection: must not be empty"},
+    {DOWNLOAD_HEAD "'changesets':[],'access':[{'collection':'Task','id':1.5,'writable':true}]}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "download.access[0].id: must be a string, int or ObjectId, not double"},
+    {DOWNLOAD_HEAD "'changesets':[],'access':[{'collection':'Task','id':1,'writable':0}]}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE, "download.access[0].writable: must be true or false"},
+    {DOWNLOAD_HEAD "'changesets':[],'access':[{'collection':'Task','id':1,'writable':true,"
+                   "'mode':1}]}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE, "download.access[0].mode: unknown member"},
+    {DOWNLOAD_HEAD "'changesets':[],'access':[]}", 0, NULL},
+    /* schema */
+    {"{'type':'schema','session':1,'collections':{}}", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "schema.development_mode: missing"},
+    {"{'type':'schema','session':1,'development_mode':false,'collections':[]}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE, "schema.collections: must be an object"},
+    {"{'type':'schema','session':1,'development_mode':false,'collections':{'Task':true}}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE, "schema.collections.Task: must be an object"},
+    {"{'type':'schema','session':1,'development_mode':false,'collections':{'':{}}}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "schema.collections: a collection name must not be empty or hold a NUL"},
+    {"{'type':'schema','session':0,'development_mode':false,'collections':{}}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE, "schema.session: must be an integer from 1 to 2^63 - 1"},
 };
 
 START_TEST(test_refused_frames)
@@ -752,9 +834,14 @@ START_TEST(test_serialize_refuses_invalid_messages)
     assert_not_serialized(&message, PROTOCOL_ERROR_MALFORMED_MESSAGE,
                           "ping.timestamp: must be an integer from 0 to 2^63 - 1");
 
-    protocol_message_init(&message, PROTOCOL_MESSAGE_PONG + 1, 0);
+    protocol_message_init(&message, PROTOCOL_MESSAGE_SCHEMA + 1, 0);
     assert_not_serialized(&message, PROTOCOL_ERROR_MALFORMED_MESSAGE,
-                          "type: 12 is not a message type");
+                          "type: 13 is not a message type");
+
+    protocol_message_init(&message, PROTOCOL_MESSAGE_SCHEMA, 1);
+    assert_not_serialized(&message, PROTOCOL_ERROR_INTERNAL,
+                          "schema.collections: cannot be written (out of memory, text that is "
+                          "not UTF-8, or a value out of range)");
 
     protocol_message_init(&message, PROTOCOL_MESSAGE_UPLOAD, 1);
     changeset second = title_changeset(2, "b");
@@ -1012,6 +1099,13 @@ START_TEST(test_download_writer_matches_serialize)
             for (size_t i = 0; i < instructions; i++)
                 random_instruction(&added);
             ck_assert_int_eq(protocol_download_add(body, 10 + index + round, &added), 0);
+        }
+        size_t access_count = random_below(3);
+        for (size_t i = 0; i < access_count; i++) {
+            json_t *id = random_id();
+            ck_assert_int_eq(
+                protocol_download_add_access(body, "Item \u00e9", id, random_below(2)), 0);
+            json_decref(id);
         }
         assert_download_writers_agree(&message);
         protocol_message_clear(&message);

@@ -281,6 +281,35 @@ START_TEST(test_drop_refuses_collection_with_objects)
 }
 END_TEST
 
+START_TEST(test_object_counts_follow_every_write)
+{
+    /* "Tas" and "Task" share a prefix, so a count cannot leak between them */
+    ck_assert_int_eq(store_create_collection(test_store, "Task"), 0);
+    ck_assert_int_eq(store_create_collection(test_store, "Tas"), 0);
+    ck_assert_uint_eq(count_objects("Task"), 0);
+    for (json_int_t number = 1; number <= 3; number++)
+        put_int_id("Task", number, "{}\n");
+    put_int_id("Tas", 1, "{}\n");
+    put_int_id("Task", 2, "{\"replaced\": true}\n");
+    ck_assert_uint_eq(count_objects("Task"), 3);
+    ck_assert_uint_eq(count_objects("Tas"), 1);
+
+    json_t *one = json_integer(1), *three = json_integer(3), *four = json_integer(4);
+    ck_assert_int_eq(store_delete_object(test_store, "Task", one), 0);
+    ck_assert_int_eq(store_delete_object(test_store, "Task", one), -ENOENT);
+    ck_assert_int_eq(store_rename_object(test_store, "Task", three, four, "{}", 2, 0, NULL), 0);
+    ck_assert_int_eq(store_rename_object(test_store, "Task", four, four, "{}", 2, 0, NULL), 0);
+    ck_assert_uint_eq(count_objects("Task"), 2);
+
+    reopen_test_store(NULL);
+    ck_assert_uint_eq(count_objects("Task"), 2);
+    ck_assert_uint_eq(count_objects("Tas"), 1);
+    json_decref(one);
+    json_decref(three);
+    json_decref(four);
+}
+END_TEST
+
 START_TEST(test_list_collections_in_byte_order)
 {
     const char *names[] = { "b", "a", "B", "ab", "a b" };
@@ -1013,6 +1042,7 @@ Suite *unit_suite(void)
     TCase *collections = new_case("collections");
     tcase_add_test(collections, test_create_and_drop_collection);
     tcase_add_test(collections, test_drop_refuses_collection_with_objects);
+    tcase_add_test(collections, test_object_counts_follow_every_write);
     tcase_add_test(collections, test_list_collections_in_byte_order);
     tcase_add_test(collections, test_collection_names_are_validated);
     suite_add_tcase(suite, collections);

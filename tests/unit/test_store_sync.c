@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <limits.h>
+#include <lmdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,6 +196,17 @@ static protocol_download_body steady_download(uint64_t server_version, uint64_t 
     "{\"origin\": 9, \"client_version\": 1, \"timestamp\": 1000, \"instructions\": [" \
     "{\"op\": \"create\", \"collection\": \"Task\", \"id\": 1}," \
     "{\"op\": \"set\", \"collection\": \"Task\", \"id\": 1, \"path\": \"a\", \"value\": \"base\"}]}"
+
+/* The store bound as file 1, with REMOTE_CREATE_1 applied at server
+ * version 1; an empty download to reuse. */
+static protocol_download_body bind_with_object_1(void)
+{
+    ck_assert_int_eq(store_set_file_identity(test_store, 1), 0);
+    protocol_download_body download = steady_download(1, 0);
+    add_download_changeset(&download, 1, REMOTE_CREATE_1);
+    apply(&download);
+    return download;
+}
 
 /* ------------------------------------------------------------------ */
 /* Queuing local writes                                                */
@@ -508,10 +520,7 @@ END_TEST
 
 START_TEST(test_pending_local_change_stays_on_top_until_acknowledged)
 {
-    ck_assert_int_eq(store_set_file_identity(test_store, 1), 0);
-    protocol_download_body download = steady_download(1, 0);
-    add_download_changeset(&download, 1, REMOTE_CREATE_1);
-    apply(&download);
+    protocol_download_body download = bind_with_object_1();
     ck_assert_uint_eq(progress().outbox_changesets, 0); /* a download queues nothing */
 
     put_document("{\"_id\": 1, \"a\": \"local\"}");
@@ -543,10 +552,7 @@ START_TEST(test_acknowledgement_without_changes_shows_the_mirror)
 {
     /* the local write lost: the server says nothing changed in the view,
      * so the acknowledgement alone brings back the server's document */
-    ck_assert_int_eq(store_set_file_identity(test_store, 1), 0);
-    protocol_download_body download = steady_download(1, 0);
-    add_download_changeset(&download, 1, REMOTE_CREATE_1);
-    apply(&download);
+    protocol_download_body download = bind_with_object_1();
     put_document("{\"_id\": 1, \"a\": \"lost\"}");
     put_document("{\"_id\": 2, \"a\": \"new\"}");
     download = steady_download(2, 1);
@@ -563,10 +569,7 @@ END_TEST
 
 START_TEST(test_object_leaving_the_view_with_pending_changes_stays)
 {
-    ck_assert_int_eq(store_set_file_identity(test_store, 1), 0);
-    protocol_download_body download = steady_download(1, 0);
-    add_download_changeset(&download, 1, REMOTE_CREATE_1);
-    apply(&download);
+    protocol_download_body download = bind_with_object_1();
     put_document("{\"_id\": 1, \"a\": \"edited\"}");
     download = steady_download(2, 0);
     add_download_changeset(&download, 2,
@@ -577,6 +580,178 @@ START_TEST(test_object_leaving_the_view_with_pending_changes_stays)
     download = steady_download(3, 1);
     ck_assert_uint_eq(apply(&download), 1);
     assert_visible(1, NULL);
+}
+END_TEST
+
+/* A remote change of field b of Task id, from another client. */
+static void add_remote_set_b(protocol_download_body *download, uint64_t server_version,
+                             json_int_t id, json_int_t b)
+{
+    char json[400];
+    snprintf(json, sizeof json,
+             "{\"origin\": 9, \"client_version\": %llu, \"timestamp\": %llu, \"instructions\": ["
+             "{\"op\": \"set\", \"collection\": \"Task\", \"id\": %lld, \"path\": \"b\", "
+             "\"value\": %lld}]}",
+             (unsigned long long)server_version, (unsigned long long)server_version * 1000,
+             (long long)id, (long long)b);
+    add_download_changeset(download, server_version, json);
+}
+
+START_TEST(test_each_object_shows_its_own_pending_changes)
+{
+    ck_assert_int_eq(store_set_file_identity(test_store, 1), 0);
+    protocol_download_body download = steady_download(1, 0);
+    add_download_changeset(&download, 1, REMOTE_CREATE_1);
+    add_download_changeset(&download, 2,
+                           "{\"origin\": 9, \"client_version\": 2, \"timestamp\": 1000, \"instructions\": ["
+                           "{\"op\": \"create\", \"collection\": \"Task\", \"id\": 2},"
+                           "{\"op\": \"set\", \"collection\": \"Task\", \"id\": 2, \"path\": \"a\", \"value\": \"base\"}]}");
+    download.server_version = 2;
+    apply(&download);
+
+    put_document("{\"_id\": 1, \"a\": \"local\"}");            /* 1 */
+    put_document("{\"_id\": 2, \"a\": \"local\"}");            /* 2 */
+    put_document("{\"_id\": 1, \"a\": \"local\", \"c\": true}"); /* 3 */
+    /* 4: one changeset for two objects, deleting 2 and creating 5 */
+    json_t *two = json_integer(2), *five = json_integer(5);
+    const char *renamed = "{\n  \"_id\": 5,\n  \"a\": \"local\"\n}\n";
+    ck_assert_int_eq(store_rename_object(test_store, "Task", two, five, renamed,
+                                         strlen(renamed), 1, NULL), 0);
+    json_decref(two);
+    json_decref(five);
+
+    /* 1 is acknowledged; a remote change reaches 1 and 2: each keeps what
+     * is still pending for it, and nothing else */
+    download = steady_download(3, 1);
+    add_remote_set_b(&download, 3, 1, 10);
+    add_remote_set_b(&download, 4, 2, 20);
+    download.server_version = 4;
+    ck_assert_uint_eq(apply(&download), 1); /* 2 stays deleted by the rename */
+    assert_visible(1, "{\"_id\": 1, \"a\": \"base\", \"b\": 10, \"c\": true}");
+    assert_visible(2, NULL);
+    assert_visible(5, "{\"_id\": 5, \"a\": \"local\"}");
+    ck_assert_uint_eq(progress().outbox_changesets, 3);
+
+    /* the server's outcome of 2 to 4 */
+    download = steady_download(5, 4);
+    add_download_changeset(&download, 5,
+                           "{\"origin\": 1, \"client_version\": 4, \"timestamp\": 5000, \"instructions\": ["
+                           "{\"op\": \"delete\", \"collection\": \"Task\", \"id\": 2},"
+                           "{\"op\": \"create\", \"collection\": \"Task\", \"id\": 5},"
+                           "{\"op\": \"set\", \"collection\": \"Task\", \"id\": 5, \"path\": \"a\", \"value\": \"merged\"}]}");
+    apply(&download);
+    assert_visible(1, "{\"_id\": 1, \"a\": \"base\", \"b\": 10}");
+    assert_visible(5, "{\"_id\": 5, \"a\": \"merged\"}");
+    ck_assert_uint_eq(progress().outbox_changesets, 0);
+}
+END_TEST
+
+/* A message of a bootstrap batch holding one server changeset. */
+static protocol_download_body batch_message(bool last, const char *instructions)
+{
+    protocol_download_body download = steady_download(20, 0);
+    download.last_in_batch = last;
+    download.query_version = 2;
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"origin\": 0, \"client_version\": 0, \"timestamp\": 1, \"instructions\": [%s]}",
+             instructions);
+    add_download_changeset(&download, 20, json);
+    return download;
+}
+
+START_TEST(test_batch_messages_build_on_each_other)
+{
+    protocol_download_body download = bind_with_object_1();
+    put_document("{\"_id\": 1, \"a\": \"local\"}");
+
+    download = batch_message(false,
+                             "{\"op\": \"set\", \"collection\": \"Task\", \"id\": 1, \"path\": \"b\", \"value\": 1},"
+                             "{\"op\": \"create\", \"collection\": \"Task\", \"id\": 2},"
+                             "{\"op\": \"set\", \"collection\": \"Task\", \"id\": 2, \"path\": \"a\", \"value\": \"two\"}");
+    ck_assert_uint_eq(apply(&download), 0);
+    download = batch_message(false,
+                             "{\"op\": \"set\", \"collection\": \"Task\", \"id\": 1, \"path\": \"c\", \"value\": 2},"
+                             "{\"op\": \"delete\", \"collection\": \"Task\", \"id\": 2},"
+                             "{\"op\": \"create\", \"collection\": \"Task\", \"id\": 3}");
+    ck_assert_uint_eq(apply(&download), 0);
+    assert_visible(1, "{\"_id\": 1, \"a\": \"local\"}");
+    assert_visible(2, NULL);
+    assert_visible(3, NULL);
+
+    download = batch_message(true,
+                             "{\"op\": \"set\", \"collection\": \"Task\", \"id\": 3, \"path\": \"a\", \"value\": \"three\"}");
+    ck_assert_uint_eq(apply(&download), 2);
+    assert_visible(1, "{\"_id\": 1, \"a\": \"local\", \"b\": 1, \"c\": 2}");
+    assert_visible(2, NULL);
+    assert_visible(3, "{\"_id\": 3, \"a\": \"three\"}");
+    ck_assert_uint_eq(progress().accepted_query_version, 2);
+
+    download = steady_download(21, 1);
+    ck_assert_uint_eq(apply(&download), 1);
+    assert_visible(1, "{\"_id\": 1, \"a\": \"base\", \"b\": 1, \"c\": 2}");
+}
+END_TEST
+
+/* Rewrites the closed store as format 1 had it: collection records of
+ * 8 bytes (the creation time alone) and no outbox index. */
+static void rewrite_as_format_1(void)
+{
+    MDB_env *environment;
+    MDB_txn *transaction;
+    MDB_dbi meta, collections, outbox_index;
+    MDB_cursor *cursor;
+    ck_assert_int_eq(mdb_env_create(&environment), 0);
+    ck_assert_int_eq(mdb_env_set_maxdbs(environment, 16), 0);
+    ck_assert_int_eq(mdb_env_open(environment, store_directory, 0, 0644), 0);
+    ck_assert_int_eq(mdb_txn_begin(environment, NULL, 0, &transaction), 0);
+    ck_assert_int_eq(mdb_dbi_open(transaction, "meta", 0, &meta), 0);
+    uint64_t format = 1;
+    MDB_val key = { .mv_size = strlen("format"), .mv_data = "format" };
+    MDB_val value = { .mv_size = sizeof format, .mv_data = &format };
+    ck_assert_int_eq(mdb_put(transaction, meta, &key, &value, 0), 0);
+    ck_assert_int_eq(mdb_dbi_open(transaction, "collections", 0, &collections), 0);
+    ck_assert_int_eq(mdb_cursor_open(transaction, collections, &cursor), 0);
+    while (mdb_cursor_get(cursor, &key, &value, MDB_NEXT) == 0) {
+        int64_t created_ns;
+        memcpy(&created_ns, value.mv_data, sizeof created_ns);
+        MDB_val shorter = { .mv_size = sizeof created_ns, .mv_data = &created_ns };
+        ck_assert_int_eq(mdb_cursor_put(cursor, &key, &shorter, MDB_CURRENT), 0);
+    }
+    mdb_cursor_close(cursor);
+    ck_assert_int_eq(mdb_dbi_open(transaction, "outbox_index", MDB_DUPSORT | MDB_DUPFIXED,
+                                  &outbox_index), 0);
+    ck_assert_int_eq(mdb_drop(transaction, outbox_index, 1), 0);
+    ck_assert_int_eq(mdb_txn_commit(transaction), 0);
+    mdb_env_close(environment);
+}
+
+START_TEST(test_format_1_store_is_upgraded_when_opened_for_writing)
+{
+    protocol_download_body download = bind_with_object_1();
+    put_document("{\"_id\": 1, \"a\": \"local\"}");
+    store_close(test_store);
+    test_store = NULL;
+    rewrite_as_format_1();
+
+    store_options read_only = { .read_only = true };
+    ck_assert_int_eq(store_open(store_directory, &read_only, &test_store), -ENOTSUP);
+    ck_assert_msg(strstr(store_last_error(), "format 1") != NULL, "%s", store_last_error());
+    open_synced(true);
+    uint64_t count = 0;
+    ck_assert_int_eq(store_count_objects(test_store, "Task", &count), 0);
+    ck_assert_uint_eq(count, 1);
+    /* the local change stays on top of a remote one: the outbox was indexed */
+    download = steady_download(2, 0);
+    add_remote_set_b(&download, 2, 1, 7);
+    apply(&download);
+    assert_visible(1, "{\"_id\": 1, \"a\": \"local\", \"b\": 7}");
+    download = steady_download(3, 1);
+    apply(&download);
+    assert_visible(1, "{\"_id\": 1, \"a\": \"base\", \"b\": 7}");
+    reopen(true); /* upgraded once: a second open finds format 2 */
+    ck_assert_int_eq(store_count_objects(test_store, "Task", &count), 0);
+    ck_assert_uint_eq(count, 1);
 }
 END_TEST
 
@@ -808,6 +983,202 @@ START_TEST(test_client_reset_without_subscriptions_sends_the_empty_set)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* Roles and rules: access, refused writes, the server's schemas        */
+
+static void add_access(protocol_download_body *download, json_int_t id, bool writable)
+{
+    json_t *key = json_integer(id);
+    ck_assert_int_eq(protocol_download_add_access(download, "Task", key, writable), 0);
+    json_decref(key);
+}
+
+static int read_only(json_int_t id)
+{
+    json_t *key = json_integer(id);
+    int result = store_object_is_read_only(test_store, "Task", key);
+    json_decref(key);
+    ck_assert_msg(result >= 0, "%s", store_last_error());
+    return result;
+}
+
+START_TEST(test_access_entries_mark_objects_read_only)
+{
+    protocol_download_body download = bind_with_object_1();
+    download.server_version = 2;
+    add_access(&download, 1, false);
+    /* the object shows no new text, but its mode changes */
+    ck_assert_uint_eq(apply(&download), 1);
+    ck_assert_int_eq(read_only(1), 1);
+    ck_assert_uint_eq(progress().read_only_objects, 1);
+    download = steady_download(3, 0);
+    add_access(&download, 1, false);
+    add_access(&download, 7, true); /* writable already */
+    ck_assert_uint_eq(apply(&download), 0);
+    reopen(true);
+    ck_assert_int_eq(read_only(1), 1);
+
+    /* entries apply after the changesets: a deleted and created object
+     * comes back writable unless an entry says otherwise */
+    download = steady_download(4, 0);
+    add_download_changeset(&download, 4,
+                           "{\"origin\": 9, \"client_version\": 2, \"timestamp\": 2000, \"instructions\": ["
+                           "{\"op\": \"delete\", \"collection\": \"Task\", \"id\": 1},"
+                           "{\"op\": \"create\", \"collection\": \"Task\", \"id\": 1},"
+                           "{\"op\": \"create\", \"collection\": \"Task\", \"id\": 2}]}");
+    add_access(&download, 2, false);
+    apply(&download);
+    ck_assert_int_eq(read_only(1), 0);
+    ck_assert_int_eq(read_only(2), 1);
+
+    /* an object staged by a batch is read-only before it shows; one that
+     * leaves the view is writable when it comes back */
+    download = batch_message(false,
+                             "{\"op\": \"create\", \"collection\": \"Task\", \"id\": 3},"
+                             "{\"op\": \"delete\", \"collection\": \"Task\", \"id\": 2}");
+    add_access(&download, 3, false);
+    ck_assert_uint_eq(apply(&download), 0);
+    ck_assert_int_eq(read_only(3), 1);
+    ck_assert_int_eq(read_only(2), 0);
+    download = batch_message(true, "{\"op\": \"create\", \"collection\": \"Task\", \"id\": 4}");
+    add_access(&download, 3, true);
+    add_access(&download, 4, false);
+    apply(&download);
+    ck_assert_int_eq(read_only(3), 0);
+    ck_assert_int_eq(read_only(4), 1);
+
+    /* a client reset forgets them all */
+    ck_assert_int_eq(store_begin_client_reset(test_store), 0);
+    ck_assert_uint_eq(progress().read_only_objects, 0);
+}
+END_TEST
+
+/* store_revert_refused_write of Task id up to client_version: the text the
+ * object had must hold expected_part (NULL: the object was not visible).
+ * The number of changes it reported. */
+static size_t revert(json_int_t id, uint64_t client_version, const char *expected_part)
+{
+    json_t *key = json_integer(id);
+    char *rejected;
+    store_download_change *changes;
+    size_t count;
+    int result = store_revert_refused_write(test_store, "Task", key, client_version, &rejected,
+                                            &changes, &count);
+    ck_assert_msg(result == 0, "revert: %s", store_last_error());
+    if (expected_part == NULL)
+        ck_assert_ptr_null(rejected);
+    else
+        ck_assert_msg(rejected != NULL && strstr(rejected, expected_part) != NULL,
+                      "rejected text: %s", rejected);
+    for (size_t i = 0; i < count; i++)
+        ck_assert_int_eq(json_integer_value(changes[i].id), id);
+    store_free_download_changes(changes, count);
+    free(rejected);
+    json_decref(key);
+    return count;
+}
+
+START_TEST(test_refused_write_leaves_the_outbox_and_the_object_reverts)
+{
+    bind_with_object_1();
+    put_document("{\"_id\": 1, \"a\": \"refused\"}");
+    put_document("{\"_id\": 1, \"a\": \"refused\", \"b\": 2}");
+    ck_assert_uint_eq(revert(1, 1, "refused"), 1);
+    /* the later change stays on the server's version */
+    assert_visible(1, "{\"_id\": 1, \"a\": \"base\", \"b\": 2}");
+    json_t *outbox = outbox_at(wall_clock_ms());
+    ck_assert_uint_eq(json_array_size(outbox), 1);
+    assert_instructions(outbox, 0,
+                        "[{\"op\":\"set\",\"collection\":\"Task\",\"id\":1,\"path\":\"b\",\"value\":2}]");
+    json_decref(outbox);
+    ck_assert_uint_eq(progress().rejected_writes, 1);
+
+    /* everything refused: the server's version alone */
+    ck_assert_uint_eq(revert(1, 2, "\"b\": 2"), 1);
+    assert_visible(1, "{\"_id\": 1, \"a\": \"base\"}");
+    ck_assert_uint_eq(progress().outbox_changesets, 0);
+    ck_assert_uint_eq(progress().rejected_writes, 2);
+}
+END_TEST
+
+START_TEST(test_refused_write_keeps_the_changesets_other_objects)
+{
+    bind_with_object_1();
+    json_t *one = json_integer(1), *five = json_integer(5);
+    const char *text = "{\n  \"_id\": 5,\n  \"a\": \"base\"\n}\n";
+    ck_assert_int_eq(store_rename_object(test_store, "Task", one, five, text, strlen(text), 1,
+                                         NULL), 0);
+    /* the server refused creating 5, and deleted 1 */
+    ck_assert_uint_eq(revert(5, 1, "\"_id\": 5"), 1);
+    assert_visible(5, NULL);
+    assert_visible(1, NULL);
+    json_t *outbox = outbox_at(wall_clock_ms());
+    ck_assert_uint_eq(json_array_size(outbox), 1);
+    assert_instructions(outbox, 0, "[{\"op\":\"delete\",\"collection\":\"Task\",\"id\":1}]");
+    json_decref(outbox);
+    json_decref(one);
+    json_decref(five);
+}
+END_TEST
+
+START_TEST(test_refused_delete_brings_the_object_back)
+{
+    bind_with_object_1();
+    json_t *one = json_integer(1);
+    ck_assert_int_eq(store_delete_object_held(test_store, "Task", one), 0);
+    ck_assert_uint_eq(revert(1, 1, NULL), 1);
+    assert_visible(1, "{\"_id\": 1, \"a\": \"base\"}");
+    ck_assert_uint_eq(progress().outbox_changesets, 0);
+    /* the held delete left with its changeset: the next delete and
+     * creation merge by themselves */
+    ck_assert_int_eq(store_delete_object_held(test_store, "Task", one), 0);
+    put_document("{\"_id\": 1, \"a\": \"again\"}");
+    json_t *outbox = outbox_at(wall_clock_ms());
+    ck_assert_uint_eq(json_array_size(outbox), 1);
+    assert_instructions(outbox, 0,
+                        "[{\"op\":\"set\",\"collection\":\"Task\",\"id\":1,\"path\":\"a\",\"value\":\"again\"}]");
+    json_decref(outbox);
+    json_decref(one);
+}
+END_TEST
+
+static char *schema_of(const char *collection)
+{
+    char *text = NULL;
+    int result = store_get_schema(test_store, collection, &text, NULL);
+    return result == 0 ? text : NULL;
+}
+
+START_TEST(test_server_schemas_replace_the_stores)
+{
+    ck_assert_int_eq(store_put_schema(test_store, "Task", "{}", 2), 0);
+    ck_assert(!progress().server_schemas);
+    json_t *schemas = json_pack("{s:{s:s, s:{s:{s:s}}}}", "Item", "bsonType", "object",
+                                "properties", "name", "bsonType", "string");
+    ck_assert_int_eq(store_set_server_schemas(test_store, schemas, false), 0);
+    ck_assert_ptr_null(schema_of("Task"));
+    char *item = schema_of("Item");
+    ck_assert_str_eq(item, "{\n  \"bsonType\": \"object\",\n  \"properties\": {\n    \"name\": {\n"
+                           "      \"bsonType\": \"string\"\n    }\n  }\n}\n");
+    free(item);
+    store_sync_progress current = progress();
+    ck_assert(current.server_schemas && !current.development_mode);
+    ck_assert_int_eq(store_set_server_schemas(test_store, schemas, true), 0);
+    ck_assert(progress().development_mode);
+    json_decref(schemas);
+
+    schemas = json_pack("{s:{}}", "");
+    ck_assert_int_eq(store_set_server_schemas(test_store, schemas, false), -EINVAL);
+    json_decref(schemas);
+    ck_assert_int_eq(store_set_server_schemas(test_store, json_null(), false), -EINVAL);
+    /* a refused call changed nothing */
+    item = schema_of("Item");
+    ck_assert_ptr_nonnull(item);
+    free(item);
+    ck_assert(progress().development_mode);
+}
+END_TEST
+
 Suite *unit_suite(void)
 {
     Suite *suite = suite_create("store_sync");
@@ -833,6 +1204,9 @@ Suite *unit_suite(void)
     tcase_add_test(downloads, test_acknowledgement_without_changes_shows_the_mirror);
     tcase_add_test(downloads, test_object_leaving_the_view_with_pending_changes_stays);
     tcase_add_test(downloads, test_staged_batch_is_invisible_until_its_last_message);
+    tcase_add_test(downloads, test_each_object_shows_its_own_pending_changes);
+    tcase_add_test(downloads, test_batch_messages_build_on_each_other);
+    tcase_add_test(downloads, test_format_1_store_is_upgraded_when_opened_for_writing);
     suite_add_tcase(suite, downloads);
     TCase *client_reset = tcase_create("client_reset");
     tcase_add_checked_fixture(client_reset, setup, teardown);
@@ -841,5 +1215,13 @@ Suite *unit_suite(void)
     tcase_add_test(client_reset, test_client_reset_loses_new_objects_of_unsubscribed_collections);
     tcase_add_test(client_reset, test_client_reset_without_subscriptions_sends_the_empty_set);
     suite_add_tcase(suite, client_reset);
+    TCase *rules = tcase_create("rules");
+    tcase_add_checked_fixture(rules, setup, teardown);
+    tcase_add_test(rules, test_access_entries_mark_objects_read_only);
+    tcase_add_test(rules, test_refused_write_leaves_the_outbox_and_the_object_reverts);
+    tcase_add_test(rules, test_refused_write_keeps_the_changesets_other_objects);
+    tcase_add_test(rules, test_refused_delete_brings_the_object_back);
+    tcase_add_test(rules, test_server_schemas_replace_the_stores);
+    suite_add_tcase(suite, rules);
     return suite;
 }

@@ -3,7 +3,10 @@
  * sync_store in a temporary directory, running the sync-todo app from
  * $REALMFS_EXPORTS (Item: _id objectId, isComplete, owner_id, summary, all
  * required; owner_id and _id queryable; development mode on), with users
- * made by auth.h in the same data directory.
+ * made by auth.h in the same data directory.  Most tests run a copy of it
+ * whose only Item role lets everyone read and write everything, so that
+ * they are about syncing; the tests of roles and rules run the exports
+ * as they are, or copies with other rules.
  *
  * Test clients feed frames to sync_engine_receive and parse what
  * sync_engine_next_frame gives with protocol_parse.  Each keeps a mirror:
@@ -24,9 +27,11 @@
 #include "realmfs/auth.h"
 #include "realmfs/ejson.h"
 #include "realmfs/protocol.h"
+#include "realmfs/rules.h"
 #include "realmfs/sync_store.h"
 #include "realmfs/value.h"
 #include "sync_engine.h"
+#include "sync_schema.h"
 
 static const auth_options fast_hashing = {
     .hash_passes = 1, .hash_memory_kib = 8, .hash_lanes = 1,
@@ -35,6 +40,8 @@ static const auth_options fast_hashing = {
 static char base_directory[PATH_MAX]; /* holds every test's data directory */
 static char data_directory[PATH_MAX];
 static app_config *app;
+static rules *app_rules;
+static sync_schema *schema;
 static sync_store *store;
 static auth *users;
 static auth_user alice;
@@ -64,9 +71,20 @@ static void start_engine(size_t batch_bytes, size_t max_queued_bytes)
 {
     sync_engine_options options = {.bootstrap_batch_bytes = batch_bytes,
                                    .max_queued_bytes = max_queued_bytes};
-    char message[256];
-    ck_assert_int_eq(sync_engine_new(app, store, &options, NULL, &engine, message, sizeof message),
+    char message[512];
+    ck_assert_msg(rules_load(app, &app_rules, message, sizeof message) == 0, "%s", message);
+    ck_assert_msg(sync_schema_open(app, data_directory, &schema, message, sizeof message) == 0,
+                  "%s", message);
+    ck_assert_int_eq(sync_engine_new(app, app_rules, schema, store, &options, NULL, &engine,
+                                     message, sizeof message),
                      0);
+}
+
+static void stop_engine(void)
+{
+    sync_engine_free(engine);
+    sync_schema_close(schema);
+    rules_free(app_rules);
 }
 
 static void load_app(const char *directory)
@@ -85,20 +103,90 @@ static void export_path(char out[PATH_MAX], const char *name)
 /* Run another app from now on (no connection may be open). */
 static void switch_app(const char *directory)
 {
-    sync_engine_free(engine);
+    stop_engine();
     app_config_free(app);
     load_app(directory);
     start_engine(0, 0);
 }
 
+/* printf into out, which must be large enough. */
+static void format_text(char *out, size_t size, const char *format, ...)
+{
+    va_list arguments;
+    va_start(arguments, format);
+    int length = vsnprintf(out, size, format, arguments);
+    va_end(arguments);
+    ck_assert(length >= 0 && (size_t)length < size);
+}
+
+/* Run a shell command made with printf; it must succeed. */
+static void run_shell(const char *format, ...)
+{
+    char command[4 * PATH_MAX];
+    va_list arguments;
+    va_start(arguments, format);
+    int length = vsnprintf(command, sizeof command, format, arguments);
+    va_end(arguments);
+    ck_assert(length >= 0 && (size_t)length < sizeof command);
+    ck_assert_msg(system(command) == 0, "%s", command);
+}
+
+/* A copy of an export in the test's data directory, named copy, with the
+ * file at relative path replaced by text (when path is not NULL). */
+static void copy_export(const char *name, const char *copy, const char *path, const char *text,
+                        char out[PATH_MAX])
+{
+    char source[PATH_MAX];
+    export_path(source, name);
+    format_text(out, PATH_MAX, "%s/%s", data_directory, copy);
+    run_shell("cp -r '%s' '%s'", source, out);
+    if (path == NULL)
+        return;
+    char file[2 * PATH_MAX];
+    format_text(file, sizeof file, "%s/%s", out, path);
+    FILE *stream = fopen(file, "w");
+    ck_assert_ptr_nonnull(stream);
+    ck_assert_int_ge(fputs(text, stream), 0);
+    ck_assert_int_eq(fclose(stream), 0);
+}
+
+#define SYNC_TODO_ITEM_RULES "data_sources/mongodb-atlas/todo/Item/rules.json"
+
+/* An Item rules.json of sync-todo with the one role given. */
+static const char *item_rules(const char *role)
+{
+    static char text[2048];
+    snprintf(text, sizeof text, "{\"collection\": \"Item\", \"database\": \"todo\", "
+                                "\"roles\": [%s]}",
+             role);
+    return text;
+}
+
+#define EVERYONE_ROLE                                                                         \
+    "{\"name\": \"everyone\", \"apply_when\": {}, "                                            \
+    "\"document_filters\": {\"read\": true, \"write\": true}, \"read\": true, \"write\": true}"
+
+/* Run a copy of the test app outside Development Mode. */
+static void switch_to_strict_app(void)
+{
+    char directory[PATH_MAX];
+    copy_export("sync-todo", "strict", SYNC_TODO_ITEM_RULES, item_rules(EVERYONE_ROLE),
+                directory);
+    run_shell("sed -i 's/\"development_mode_enabled\": true/\"development_mode_enabled\": false/' "
+              "'%s/sync/config.json'",
+              directory);
+    switch_app(directory);
+}
+
 static void setup(void)
 {
-    char app_directory[PATH_MAX];
-    export_path(app_directory, "sync-todo");
-    load_app(app_directory);
     int length = snprintf(data_directory, sizeof data_directory, "%s/data-XXXXXX", base_directory);
     ck_assert(length > 0 && (size_t)length < sizeof data_directory);
     ck_assert_ptr_nonnull(mkdtemp(data_directory));
+    char app_directory[PATH_MAX];
+    copy_export("sync-todo", "open-app", SYNC_TODO_ITEM_RULES, item_rules(EVERYONE_ROLE),
+                app_directory);
+    load_app(app_directory);
     ck_assert_int_eq(sync_store_open(data_directory, (uint64_t)1 << 30, &store), 0);
     ck_assert_int_eq(auth_open(data_directory, &fast_hashing, &users), 0);
     add_user("alice@example.com", &alice);
@@ -109,7 +197,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    sync_engine_free(engine);
+    stop_engine();
     auth_user_clear(&alice);
     auth_user_clear(&bob);
     auth_close(users);
@@ -142,6 +230,8 @@ typedef struct client {
     uint64_t client_version;                 /* of its last upload */
     json_t *mirror;                          /* {"<id as text>": document} of Item */
     json_t *other_mirrors;                   /* the same for other collections, by name */
+    json_t *read_only;                       /* {"<collection>/<id as text>": true}, as the
+                                                downloads' access entries say */
     protocol_message frames[512];            /* received since the last clear */
     size_t frame_count;
 } client;
@@ -154,6 +244,7 @@ static void client_connect(client *c, const auth_user *user)
     c->session = 1;
     c->mirror = json_object();
     c->other_mirrors = json_object();
+    c->read_only = json_object();
 }
 
 static void client_forget_frames(client *c)
@@ -177,6 +268,7 @@ static void client_free(client *c)
     client_forget_frames(c);
     json_decref(c->mirror);
     json_decref(c->other_mirrors);
+    json_decref(c->read_only);
 }
 
 static char *id_key(const json_t *id)
@@ -222,6 +314,9 @@ static void mirror_apply(client *c, const changeset_instruction *instruction)
         json_object_set_new(mirror, key, json_pack("{s:O}", "_id", instruction->id));
     } else if (instruction->operation == CHANGESET_DELETE) {
         json_object_del(mirror, key);
+        char access_key[512];
+        snprintf(access_key, sizeof access_key, "%s/%s", instruction->collection, key);
+        json_object_del(c->read_only, access_key);
     } else if (document != NULL && instruction->path != NULL) {
         char *path = strdup(instruction->path);
         char *last;
@@ -258,6 +353,17 @@ static size_t client_pump(client *c)
             const changeset *changes = &download->changesets[index].changeset;
             for (size_t instruction = 0; instruction < changes->count; instruction++)
                 mirror_apply(c, &changes->instructions[instruction]);
+        }
+        for (size_t index = 0; index < download->access_count; index++) {
+            const protocol_object_access *entry = &download->access[index];
+            char *id = id_key(entry->id);
+            char key[512];
+            snprintf(key, sizeof key, "%s/%s", entry->collection, id);
+            free(id);
+            if (entry->writable)
+                json_object_del(c->read_only, key);
+            else
+                json_object_set_new(c->read_only, key, json_true());
         }
         ck_assert_uint_ge(download->server_version, c->server_version);
         c->server_version = download->server_version;
@@ -509,6 +615,23 @@ static bool mirror_has(const client *c, int number)
     return json_object_get(c->mirror, key) != NULL;
 }
 
+/* Whether the downloads said the client may not write Item number. */
+static bool read_only(const client *c, int number)
+{
+    char key[64];
+    item_key(number, key);
+    char access_key[128];
+    snprintf(access_key, sizeof access_key, "Item/%s", key);
+    return json_object_get(c->read_only, access_key) != NULL;
+}
+
+static const json_t *mirrored_item(const client *c, int number)
+{
+    char key[64];
+    item_key(number, key);
+    return json_object_get(c->mirror, key);
+}
+
 static sync_engine_metrics metrics_now(void)
 {
     sync_engine_metrics metrics;
@@ -524,7 +647,18 @@ START_TEST(test_bind_new_file_gets_an_identity)
     client a, b;
     client_connect(&a, &alice);
     client_connect(&b, &alice);
-    client_bind_new(&a);
+    ck_assert_int_eq(client_send(&a, "{\"type\":\"bind\",\"session\":1,\"file_identity\":0,"
+                                     "\"last_server_version\":0,"
+                                     "\"last_integrated_client_version\":0}"),
+                     0);
+    client_pump(&a);
+    /* The identity, then the schemas, before anything else. */
+    ck_assert_uint_eq(a.frame_count, 2);
+    ck_assert_int_eq(a.frames[0].type, PROTOCOL_MESSAGE_IDENT);
+    ck_assert_int_eq(a.frames[1].type, PROTOCOL_MESSAGE_SCHEMA);
+    ck_assert(a.frames[1].body.schema.development_mode);
+    ck_assert_ptr_nonnull(json_object_get(a.frames[1].body.schema.collections, "Item"));
+    client_forget_frames(&a);
     client_bind_new(&b);
     ck_assert_uint_ne(a.file_identity, b.file_identity);
 
@@ -714,7 +848,7 @@ static void write_items(int count)
 
 START_TEST(test_bootstrap_in_batches)
 {
-    sync_engine_free(engine);
+    stop_engine();
     start_engine(300, 0);
     write_items(30);
     client a;
@@ -762,6 +896,7 @@ END_TEST
 
 START_TEST(test_refused_query_keeps_the_old_set)
 {
+    switch_to_strict_app(); /* Development Mode would make summary queryable */
     write_items(3);
     client a;
     client_start(&a, &alice, "owner_id == 'alice'");
@@ -799,8 +934,7 @@ START_TEST(test_refused_query_keeps_the_old_set)
 
     /* The accepted set still applies. */
     client b;
-    client_connect(&b, &bob);
-    client_bind_new(&b);
+    client_start(&b, &bob, "TRUEPREDICATE");
     ck_assert_int_eq(client_upload(&b, set_field(2, "summary", "\"by bob\"")), 0);
     client_pump(&a);
     ck_assert_uint_eq(client_count(&a, PROTOCOL_MESSAGE_DOWNLOAD), 1);
@@ -829,14 +963,19 @@ START_TEST(test_upload_is_acknowledged_with_its_effect)
     assert_mirror_is_server(&a);
     client_forget_frames(&a);
 
-    /* Outside the view: acknowledged with nothing in it. */
+    /* Outside the view: refused with a compensating write, then
+     * acknowledged with nothing in it. */
     ck_assert_int_eq(client_upload(&a, create_item(2, "bob", "not mine")), 0);
     client_pump(&a);
-    ck_assert_uint_eq(a.frame_count, 1);
-    ck_assert_uint_eq(a.frames[0].body.download.last_integrated_client_version, 2);
-    ck_assert_uint_eq(a.frames[0].body.download.changeset_count, 0);
-    ck_assert_uint_eq(a.frames[0].body.download.server_version, 2);
+    ck_assert_uint_eq(a.frame_count, 2);
+    assert_error(&a, PROTOCOL_ERROR_COMPENSATING_WRITE, 1);
+    ck_assert_uint_eq(a.frames[1].body.download.last_integrated_client_version, 2);
+    ck_assert_uint_eq(a.frames[1].body.download.changeset_count, 0);
+    ck_assert_uint_eq(a.frames[1].body.download.server_version, 2);
     ck_assert_uint_eq(json_object_size(a.mirror), 1);
+    json_t *documents = server_documents();
+    ck_assert_uint_eq(json_object_size(documents), 1);
+    json_decref(documents);
     client_free(&a);
 }
 END_TEST
@@ -844,7 +983,7 @@ END_TEST
 START_TEST(test_fan_out_follows_each_view)
 {
     client writer, watcher, stranger;
-    client_start(&writer, &alice, NULL);
+    client_start(&writer, &alice, "TRUEPREDICATE");
     client_start(&watcher, &bob, "owner_id == 'alice'");
     client_start(&stranger, &bob, "owner_id == 'carol'");
 
@@ -887,8 +1026,11 @@ START_TEST(test_fan_out_follows_each_view)
     ck_assert_uint_eq(json_object_size(stranger.mirror), 0);
     ck_assert_uint_eq(client_pump(&watcher), 0);
 
-    /* A document the schema refuses reaches nobody; fields it does not
-     * name are stripped. */
+    /* A document the schema refuses reaches nobody, and its writer is
+     * told; fields the schema does not name (written past it, as the
+     * server itself may) are stripped. */
+    client_pump(&writer);
+    client_forget_frames(&writer);
     client_forget_frames(&watcher);
     char id[64];
     object_id(2, id);
@@ -897,15 +1039,20 @@ START_TEST(test_fan_out_follows_each_view)
              "{\"op\":\"create\",\"collection\":\"Item\",\"id\":%s},%s", id,
              set_field(2, "owner_id", "\"alice\""));
     ck_assert_int_eq(client_upload(&writer, instructions), 0);
+    client_pump(&writer);
+    ck_assert_uint_eq(client_count(&writer, PROTOCOL_MESSAGE_ERROR), 1);
+    ck_assert_int_eq(client_frame(&writer, PROTOCOL_MESSAGE_ERROR, 0)->body.error.code,
+                     PROTOCOL_ERROR_COMPENSATING_WRITE);
     ck_assert_uint_eq(client_pump(&watcher), 0);
-    ck_assert_int_eq(client_upload(&writer, set_field(2, "summary", "\"s\"")), 0);
-    ck_assert_int_eq(client_upload(&writer, set_field(2, "colour", "\"red\"")), 0);
-    ck_assert_int_eq(client_upload(&writer, set_field(2, "isComplete", "true")), 0);
+    format_text(instructions, sizeof instructions, "%s,", create_item(2, "alice", "s"));
+    strcat(instructions, set_field(2, "colour", "\"red\""));
+    server_write(instructions);
+    sync_engine_tick(engine, clock_ms);
     client_pump(&watcher);
     ck_assert_uint_eq(json_object_size(watcher.mirror), 1);
     json_t *mirrored = json_object_iter_value(json_object_iter(watcher.mirror));
     ck_assert_ptr_null(json_object_get(mirrored, "colour"));
-    ck_assert(json_is_true(json_object_get(mirrored, "isComplete")));
+    ck_assert_str_eq(json_string_value(json_object_get(mirrored, "summary")), "s");
     client_free(&writer);
     client_free(&watcher);
     client_free(&stranger);
@@ -915,8 +1062,7 @@ END_TEST
 START_TEST(test_reupload_is_skipped_and_acknowledged)
 {
     client a;
-    client_connect(&a, &alice);
-    client_bind_new(&a);
+    client_start(&a, &alice, "TRUEPREDICATE");
     ck_assert_int_eq(client_upload(&a, create_item(1, "alice", "once")), 0);
     /* The acknowledgement is lost with the connection. */
     client_disconnect(&a);
@@ -943,7 +1089,7 @@ START_TEST(test_catch_up_brings_the_mirror_to_the_server)
     write_items(6);
     client a, writer;
     client_start(&a, &alice, "owner_id == 'alice'");
-    client_start(&writer, &bob, NULL);
+    client_start(&writer, &bob, "TRUEPREDICATE");
     ck_assert_uint_eq(json_object_size(a.mirror), 4);
     client_disconnect(&a);
 
@@ -1143,7 +1289,7 @@ START_TEST(test_large_downloads_are_split)
     server_write_large(2, "bob", 9 << 20);
     sync_engine_tick(engine, clock_ms);
     client writer, watcher;
-    client_start(&writer, &bob, NULL);
+    client_start(&writer, &bob, "TRUEPREDICATE");
     client_start(&watcher, &alice, "owner_id == 'alice'");
     char first[512], second[512];
     snprintf(first, sizeof first, "%s", set_field(1, "owner_id", "\"alice\""));
@@ -1173,10 +1319,10 @@ END_TEST
  * it (here 1 MiB), and catches up when it binds again. */
 START_TEST(test_a_client_that_does_not_read_is_dropped)
 {
-    sync_engine_free(engine);
+    stop_engine();
     start_engine(0, 1 << 20);
     client writer, sleeper;
-    client_start(&writer, &bob, NULL);
+    client_start(&writer, &bob, "TRUEPREDICATE");
     client_start(&sleeper, &alice, "owner_id == 'alice'");
     for (int number = 1; number <= 9; number++) {
         server_write_large(number, "bob", 128 << 10);
@@ -1208,7 +1354,7 @@ START_TEST(test_foreign_writes_are_caught_up)
     write_items(3);
     client a, writer;
     client_start(&a, &alice, "owner_id == 'alice'");
-    client_start(&writer, &bob, NULL);
+    client_start(&writer, &bob, "TRUEPREDICATE");
 
     server_write(set_field(1, "summary", "\"imported\""));
     ck_assert_uint_eq(client_pump(&a), 0);
@@ -1278,6 +1424,421 @@ START_TEST(test_catch_up_finds_every_kind_of_id)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* Roles and rules                                                     */
+
+/* The compensating write the client received index-th. */
+static const protocol_compensating_write *compensating_write(client *c, size_t index)
+{
+    protocol_message *error = client_frame(c, PROTOCOL_MESSAGE_ERROR, index);
+    ck_assert_msg(error != NULL, "no compensating write %zu", index);
+    ck_assert_int_eq(error->body.error.code, PROTOCOL_ERROR_COMPENSATING_WRITE);
+    ck_assert_ptr_nonnull(error->body.error.compensating_write);
+    return error->body.error.compensating_write;
+}
+
+static void assert_reason(const protocol_compensating_write *write, const char *expected)
+{
+    ck_assert_msg(strstr(write->reason, expected) != NULL, "reason \"%s\" lacks \"%s\"",
+                  write->reason, expected);
+}
+
+/* The last frame is the download that acknowledges client version
+ * acknowledged, after every error. */
+static void assert_acknowledged_last(client *c, uint64_t acknowledged)
+{
+    ck_assert_uint_gt(c->frame_count, 0);
+    protocol_message *last = &c->frames[c->frame_count - 1];
+    ck_assert_int_eq(last->type, PROTOCOL_MESSAGE_DOWNLOAD);
+    ck_assert_uint_eq(last->body.download.last_integrated_client_version, acknowledged);
+}
+
+static void use_export(const char *name)
+{
+    char directory[PATH_MAX];
+    export_path(directory, name);
+    switch_app(directory);
+}
+
+/* sync-todo's Item role "write-own-items": everyone reads every Item,
+ * writes only their own.  Bob's forged writes on Alice's items are
+ * undone with compensating writes, and Alice never sees them. */
+START_TEST(test_writes_the_role_forbids_are_compensated)
+{
+    use_export("sync-todo");
+    client a, b;
+    client_start(&a, &alice, "TRUEPREDICATE");
+    client_start(&b, &bob, "TRUEPREDICATE");
+    ck_assert_int_eq(client_upload(&a, create_item(1, alice.id, "alice's")), 0);
+    client_pump(&a);
+    client_pump(&b);
+    ck_assert(mirror_has(&b, 1));
+    ck_assert(read_only(&b, 1));
+    ck_assert(!read_only(&a, 1));
+    client_forget_frames(&a);
+    client_forget_frames(&b);
+
+    /* An update of another's object. */
+    ck_assert_int_eq(client_upload(&b, set_field(1, "summary", "\"hacked\"")), 0);
+    client_pump(&b);
+    ck_assert_uint_eq(b.frame_count, 2);
+    const protocol_compensating_write *write = compensating_write(&b, 0);
+    ck_assert_str_eq(write->collection, "Item");
+    assert_reason(write, "role \"write-own-items\" may not write this object");
+    ck_assert_uint_eq(write->client_version, 1);
+    ck_assert_str_eq(json_string_value(json_object_get(write->server_document, "summary")),
+                     "alice's");
+    assert_acknowledged_last(&b, 1);
+    ck_assert_uint_eq(b.frames[1].body.download.changeset_count, 0);
+    ck_assert_uint_eq(client_pump(&a), 0);
+    client_forget_frames(&b);
+
+    /* Forged creates: an object for Alice, and its own object moved to
+     * Alice; then a delete of Alice's. */
+    ck_assert_int_eq(client_upload(&b, create_item(2, alice.id, "forged")), 0);
+    ck_assert_int_eq(client_upload(&b, create_item(3, bob.id, "bob's")), 0);
+    ck_assert_int_eq(client_upload(&b, set_field(3, "owner_id", "\"someone else\"")), 0);
+    ck_assert_int_eq(client_upload(&b, delete_item(1)), 0);
+    client_pump(&b);
+    ck_assert_uint_eq(client_count(&b, PROTOCOL_MESSAGE_ERROR), 3);
+    write = compensating_write(&b, 0);
+    assert_reason(write, "could not write the object as the change leaves it");
+    ck_assert_ptr_null(write->server_document);
+    ck_assert_uint_eq(write->client_version, 2);
+    write = compensating_write(&b, 1);
+    assert_reason(write, "could not write the object as the change leaves it");
+    ck_assert_str_eq(json_string_value(json_object_get(write->server_document, "owner_id")),
+                     bob.id);
+    ck_assert_uint_eq(write->client_version, 4);
+    assert_reason(compensating_write(&b, 2), "may not write this object");
+    assert_acknowledged_last(&b, 5);
+    client_pump(&a);
+    ck_assert(!mirror_has(&a, 2));
+    ck_assert(mirror_has(&a, 3));
+    ck_assert(read_only(&a, 3));
+    ck_assert_str_eq(json_string_value(json_object_get(mirrored_item(&a, 3), "owner_id")), bob.id);
+    ck_assert(mirror_has(&a, 1));
+    assert_mirror_is_server(&a);
+    client_forget_frames(&a);
+    client_forget_frames(&b);
+
+    /* One changeset, two objects: the allowed one integrates. */
+    char both[1024];
+    snprintf(both, sizeof both, "%s,", set_field(3, "summary", "\"edited\""));
+    strcat(both, set_field(1, "summary", "\"again\""));
+    ck_assert_int_eq(client_upload(&b, both), 0);
+    client_pump(&b);
+    ck_assert_uint_eq(client_count(&b, PROTOCOL_MESSAGE_ERROR), 1);
+    assert_acknowledged_last(&b, 6);
+    client_pump(&a);
+    ck_assert_uint_eq(client_count(&a, PROTOCOL_MESSAGE_DOWNLOAD), 1);
+    const changeset *seen = &a.frames[0].body.download.changesets[0].changeset;
+    ck_assert_uint_eq(seen->count, 1);
+    ck_assert_str_eq(json_string_value(seen->instructions[0].value), "edited");
+    assert_mirror_is_server(&a);
+    assert_mirror_is_server(&b);
+    client_free(&a);
+    client_free(&b);
+}
+END_TEST
+
+/* A write outside the session's view is refused, even one the role
+ * allows: the client could not have been given what it changes. */
+START_TEST(test_writes_outside_the_view_are_compensated)
+{
+    use_export("sync-todo");
+    client b;
+    client_start(&b, &bob, NULL);
+    ck_assert_int_eq(client_upload(&b, create_item(1, bob.id, "unseen")), 0);
+    client_pump(&b);
+    assert_reason(compensating_write(&b, 0), "outside the session's view");
+    assert_acknowledged_last(&b, 1);
+    client_forget_frames(&b);
+
+    char query[128];
+    snprintf(query, sizeof query, "owner_id == '%s'", bob.id);
+    ck_assert_int_eq(client_query(&b, 1, query), 0);
+    ck_assert_int_eq(client_upload(&b, create_item(1, bob.id, "seen")), 0);
+    client_pump(&b);
+    ck_assert_uint_eq(client_count(&b, PROTOCOL_MESSAGE_ERROR), 0);
+    ck_assert(mirror_has(&b, 1));
+    ck_assert(!read_only(&b, 1));
+    client_free(&b);
+}
+END_TEST
+
+/* Writes to an object that is gone change nothing and are not errors
+ * (the writer did not know); they do not linger either, so that a forged
+ * later clock cannot fill the object when it is created again. */
+START_TEST(test_writes_to_deleted_objects_are_dropped)
+{
+    client a, b;
+    client_start(&a, &alice, "TRUEPREDICATE");
+    client_start(&b, &bob, "TRUEPREDICATE");
+    ck_assert_int_eq(client_upload(&a, create_item(1, "alice", "first life")), 0);
+    ck_assert_int_eq(client_upload(&a, delete_item(1)), 0);
+    clock_ms += 1000000;
+    ck_assert_int_eq(client_upload(&b, set_field(1, "summary", "\"from the future\"")), 0);
+    ck_assert_int_eq(client_upload(&b, delete_item(1)), 0);
+    clock_ms -= 1000000;
+    client_pump(&b);
+    ck_assert_uint_eq(client_count(&b, PROTOCOL_MESSAGE_ERROR), 0);
+    assert_acknowledged_last(&b, 2);
+    ck_assert_int_eq(client_upload(&a, create_item(1, "alice", "second life")), 0);
+    client_pump(&a);
+    client_pump(&b);
+    ck_assert_str_eq(json_string_value(json_object_get(mirrored_item(&b, 1), "summary")),
+                     "second life");
+    assert_mirror_is_server(&a);
+    assert_mirror_is_server(&b);
+    client_free(&a);
+    client_free(&b);
+}
+END_TEST
+
+/* A collection no role applies to may be subscribed to; the view holds
+ * nothing of it, and every write to it is refused. */
+START_TEST(test_no_role_no_access)
+{
+    char directory[PATH_MAX];
+    copy_export("sync-todo", "edge-only", SYNC_TODO_ITEM_RULES,
+                item_rules("{\"name\": \"edge\", \"apply_when\": {\"%%user.type\": \"edge\"}, "
+                           "\"document_filters\": {\"read\": true, \"write\": true}, "
+                           "\"read\": true, \"write\": true}"),
+                directory);
+    switch_app(directory);
+    write_items(3);
+    client b;
+    client_start(&b, &bob, "TRUEPREDICATE");
+    ck_assert_uint_eq(json_object_size(b.mirror), 0);
+    ck_assert_int_eq(client_upload(&b, create_item(9, bob.id, "mine?")), 0);
+    client_pump(&b);
+    assert_reason(compensating_write(&b, 0), "no role of the user applies to collection \"Item\"");
+    assert_acknowledged_last(&b, 1);
+    client_free(&b);
+}
+END_TEST
+
+/* Field-level permissions: summary is not readable (additional_fields
+ * grant nothing), isComplete readable but not writable. */
+START_TEST(test_field_permissions)
+{
+    char directory[PATH_MAX];
+    copy_export("sync-todo", "fields", SYNC_TODO_ITEM_RULES,
+                item_rules("{\"name\": \"limited\", \"apply_when\": {}, "
+                           "\"document_filters\": {\"read\": true, \"write\": true}, "
+                           "\"read\": false, \"write\": false, "
+                           "\"fields\": {\"owner_id\": {\"read\": true, \"write\": true}, "
+                           "\"isComplete\": {\"read\": true, \"write\": false}}}"),
+                directory);
+    switch_app(directory);
+    write_items(2);
+    client a;
+    client_start(&a, &alice, "TRUEPREDICATE");
+    ck_assert_uint_eq(json_object_size(a.mirror), 2);
+    const json_t *item = mirrored_item(&a, 1);
+    ck_assert_ptr_null(json_object_get(item, "summary"));
+    ck_assert_ptr_nonnull(json_object_get(item, "isComplete"));
+    ck_assert_ptr_nonnull(json_object_get(item, "owner_id"));
+
+    /* A change to an unreadable field reaches nobody; to a readable one,
+     * without the other. */
+    server_write(set_field(1, "summary", "\"secret\""));
+    sync_engine_tick(engine, clock_ms);
+    client_pump(&a);
+    ck_assert_ptr_null(json_object_get(mirrored_item(&a, 1), "summary"));
+    client_forget_frames(&a);
+
+    ck_assert_int_eq(client_upload(&a, set_field(1, "isComplete", "true")), 0);
+    ck_assert_int_eq(client_upload(&a, set_field(1, "owner_id", "\"carol\"")), 0);
+    client_pump(&a);
+    ck_assert_uint_eq(client_count(&a, PROTOCOL_MESSAGE_ERROR), 1);
+    const protocol_compensating_write *write = compensating_write(&a, 0);
+    assert_reason(write, "may not write field \"isComplete\"");
+    ck_assert_ptr_null(json_object_get(write->server_document, "summary"));
+    ck_assert_str_eq(json_string_value(json_object_get(mirrored_item(&a, 1), "owner_id")),
+                     "carol");
+    ck_assert_ptr_null(json_object_get(mirrored_item(&a, 1), "summary"));
+    client_free(&a);
+}
+END_TEST
+
+/* The indexed queryable field never changes once an object has it. */
+START_TEST(test_indexed_queryable_field_cannot_change)
+{
+    char directory[PATH_MAX];
+    copy_export("sync-todo", "indexed", SYNC_TODO_ITEM_RULES, item_rules(EVERYONE_ROLE),
+                directory);
+    run_shell("sed -i 's/\"queryable_fields_names\"/"
+              "\"indexed_queryable_fields_names\": [\"owner_id\"], &/' '%s/sync/config.json'",
+              directory);
+    switch_app(directory);
+    client a;
+    client_start(&a, &alice, "owner_id IN {'alice', 'bob'}");
+    ck_assert_int_eq(client_upload(&a, create_item(1, "alice", "x")), 0);
+    ck_assert_int_eq(client_upload(&a, set_field(1, "owner_id", "\"bob\"")), 0);
+    client_pump(&a);
+    ck_assert_uint_eq(client_count(&a, PROTOCOL_MESSAGE_ERROR), 1);
+    assert_reason(compensating_write(&a, 0), "indexed queryable field");
+    ck_assert_str_eq(json_string_value(json_object_get(mirrored_item(&a, 1), "owner_id")),
+                     "alice");
+    assert_mirror_is_server(&a);
+    client_free(&a);
+}
+END_TEST
+
+/* tiered: a user reads the items of the team their custom user data
+ * (collection User, _id the user id) names.  Changing it moves items in
+ * and out of a bound session's view, and of a file served again. */
+START_TEST(test_custom_user_data_changes_access)
+{
+    use_export("tiered");
+    char instructions[4096];
+    static const char *const teams[] = {"red", "blue", "red", "blue"};
+    for (int number = 1; number <= 4; number++) {
+        char id[64];
+        object_id(number, id);
+        snprintf(instructions, sizeof instructions,
+                 "{\"op\":\"create\",\"collection\":\"Item\",\"id\":%s},"
+                 "{\"op\":\"set\",\"collection\":\"Item\",\"id\":%s,\"path\":\"owner_id\","
+                 "\"value\":\"%s\"},"
+                 "{\"op\":\"set\",\"collection\":\"Item\",\"id\":%s,\"path\":\"name\","
+                 "\"value\":\"item %d\"},"
+                 "{\"op\":\"set\",\"collection\":\"Item\",\"id\":%s,\"path\":\"team\","
+                 "\"value\":\"%s\"}",
+                 id, id, bob.id, id, number, id, teams[number - 1]);
+        server_write(instructions);
+    }
+    snprintf(instructions, sizeof instructions,
+             "{\"op\":\"create\",\"collection\":\"User\",\"id\":\"%s\"},"
+             "{\"op\":\"set\",\"collection\":\"User\",\"id\":\"%s\",\"path\":\"team\","
+             "\"value\":\"red\"}",
+             alice.id, alice.id);
+    server_write(instructions);
+    sync_engine_tick(engine, clock_ms);
+
+    client a;
+    client_start(&a, &alice, "team IN {'red', 'blue'}");
+    for (int number = 1; number <= 4; number++)
+        ck_assert_msg(mirror_has(&a, number) == (number % 2 == 1), "item %d", number);
+    ck_assert(read_only(&a, 1)); /* the "user" role writes only its own */
+
+    /* Alice moves to the blue team while bound. */
+    snprintf(instructions, sizeof instructions,
+             "{\"op\":\"set\",\"collection\":\"User\",\"id\":\"%s\",\"path\":\"team\","
+             "\"value\":\"blue\"}",
+             alice.id);
+    server_write(instructions);
+    sync_engine_tick(engine, clock_ms);
+    client_pump(&a);
+    for (int number = 1; number <= 4; number++)
+        ck_assert_msg(mirror_has(&a, number) == (number % 2 == 0), "item %d", number);
+    ck_assert(read_only(&a, 2));
+
+    /* And back to red while away: the bind sends the difference. */
+    client_disconnect(&a);
+    snprintf(instructions, sizeof instructions,
+             "{\"op\":\"set\",\"collection\":\"User\",\"id\":\"%s\",\"path\":\"team\","
+             "\"value\":\"red\"}",
+             alice.id);
+    server_write(instructions);
+    client_reconnect(&a, &alice);
+    ck_assert_int_eq(client_rebind(&a), 0);
+    client_pump(&a);
+    for (int number = 1; number <= 4; number++)
+        ck_assert_msg(mirror_has(&a, number) == (number % 2 == 1), "item %d", number);
+    client_free(&a);
+}
+END_TEST
+
+/* custom_user_data.json may name another field than _id: the document
+ * whose field holds the user id is found by a scan. */
+START_TEST(test_custom_user_data_found_by_another_field)
+{
+    char directory[PATH_MAX];
+    copy_export("tiered", "by-field", "auth/custom_user_data.json",
+                "{\"enabled\": true, \"mongo_service_name\": \"mongodb-atlas\", "
+                "\"database_name\": \"Item\", \"collection_name\": \"User\", "
+                "\"user_id_field\": \"user_id\"}",
+                directory);
+    switch_app(directory);
+    char instructions[2048];
+    format_text(instructions, sizeof instructions,
+                "{\"op\":\"create\",\"collection\":\"User\",\"id\":1},"
+                "{\"op\":\"set\",\"collection\":\"User\",\"id\":1,\"path\":\"user_id\","
+                "\"value\":\"%s\"},"
+                "{\"op\":\"create\",\"collection\":\"User\",\"id\":2},"
+                "{\"op\":\"set\",\"collection\":\"User\",\"id\":2,\"path\":\"user_id\","
+                "\"value\":\"%s\"},"
+                "{\"op\":\"set\",\"collection\":\"User\",\"id\":2,\"path\":\"team\","
+                "\"value\":\"red\"},"
+                "{\"op\":\"create\",\"collection\":\"Item\",\"id\":{\"$oid\":"
+                "\"000000000000000000000001\"}},"
+                "{\"op\":\"set\",\"collection\":\"Item\",\"id\":{\"$oid\":"
+                "\"000000000000000000000001\"},\"path\":\"team\",\"value\":\"red\"},"
+                "{\"op\":\"set\",\"collection\":\"Item\",\"id\":{\"$oid\":"
+                "\"000000000000000000000001\"},\"path\":\"name\",\"value\":\"n\"},"
+                "{\"op\":\"set\",\"collection\":\"Item\",\"id\":{\"$oid\":"
+                "\"000000000000000000000001\"},\"path\":\"owner_id\",\"value\":\"x\"}",
+                bob.id, alice.id);
+    server_write(instructions);
+    sync_engine_tick(engine, clock_ms);
+    client a;
+    client_start(&a, &alice, "team == 'red'");
+    ck_assert(mirror_has(&a, 1));
+    client b;
+    client_start(&b, &bob, "team == 'red'");
+    ck_assert(!mirror_has(&b, 1));
+    client_free(&a);
+    client_free(&b);
+}
+END_TEST
+
+/* In Development Mode a write may add a field; every session is sent
+ * the new schemas. */
+START_TEST(test_schema_growth_is_announced)
+{
+    client writer, watcher;
+    client_start(&writer, &alice, "TRUEPREDICATE");
+    client_start(&watcher, &bob, "TRUEPREDICATE");
+    ck_assert_int_eq(client_upload(&writer, create_item(1, "alice", "x")), 0);
+    client_pump(&watcher);
+    client_forget_frames(&watcher);
+    ck_assert_int_eq(client_upload(&writer, set_field(1, "priority", "3")), 0);
+    client_pump(&writer);
+    client_pump(&watcher);
+    protocol_message *schema_message = client_frame(&watcher, PROTOCOL_MESSAGE_SCHEMA, 0);
+    ck_assert_ptr_nonnull(schema_message);
+    const json_t *item = json_object_get(schema_message->body.schema.collections, "Item");
+    ck_assert_ptr_nonnull(json_object_get(json_object_get(item, "properties"), "priority"));
+    ck_assert_ptr_nonnull(client_frame(&writer, PROTOCOL_MESSAGE_SCHEMA, 0));
+    ck_assert_int_eq(json_integer_value(json_object_get(mirrored_item(&watcher, 1), "priority")),
+                     3);
+    client_free(&writer);
+    client_free(&watcher);
+}
+END_TEST
+
+/* Outside Development Mode a write that does not fit the schema is
+ * refused. */
+START_TEST(test_writes_that_do_not_fit_the_schema_are_compensated)
+{
+    switch_to_strict_app();
+    client a;
+    client_start(&a, &alice, "TRUEPREDICATE");
+    ck_assert_int_eq(client_upload(&a, create_item(1, "alice", "x")), 0);
+    ck_assert_int_eq(client_upload(&a, set_field(1, "isComplete", "\"yes\"")), 0);
+    ck_assert_int_eq(client_upload(&a, set_field(1, "priority", "3")), 0);
+    client_pump(&a);
+    ck_assert_uint_eq(client_count(&a, PROTOCOL_MESSAGE_ERROR), 2);
+    assert_reason(compensating_write(&a, 0), "isComplete");
+    assert_reason(compensating_write(&a, 1), "priority");
+    ck_assert(json_is_false(json_object_get(mirrored_item(&a, 1), "isComplete")));
+    assert_mirror_is_server(&a);
+    client_free(&a);
+}
+END_TEST
+
 Suite *unit_suite(void)
 {
     Suite *suite = suite_create("sync_engine");
@@ -1309,5 +1870,20 @@ Suite *unit_suite(void)
     tcase_add_test(sync, test_large_downloads_are_split);
     tcase_add_test(sync, test_a_client_that_does_not_read_is_dropped);
     suite_add_tcase(suite, sync);
+
+    TCase *rules = tcase_create("rules");
+    tcase_add_unchecked_fixture(rules, make_base_directory, remove_base_directory);
+    tcase_add_checked_fixture(rules, setup, teardown);
+    tcase_add_test(rules, test_writes_the_role_forbids_are_compensated);
+    tcase_add_test(rules, test_writes_outside_the_view_are_compensated);
+    tcase_add_test(rules, test_no_role_no_access);
+    tcase_add_test(rules, test_writes_to_deleted_objects_are_dropped);
+    tcase_add_test(rules, test_field_permissions);
+    tcase_add_test(rules, test_indexed_queryable_field_cannot_change);
+    tcase_add_test(rules, test_custom_user_data_changes_access);
+    tcase_add_test(rules, test_custom_user_data_found_by_another_field);
+    tcase_add_test(rules, test_schema_growth_is_announced);
+    tcase_add_test(rules, test_writes_that_do_not_fit_the_schema_are_compensated);
+    suite_add_tcase(suite, rules);
     return suite;
 }

@@ -382,6 +382,36 @@ START_TEST(test_integrate_reports_changes)
 }
 END_TEST
 
+/* The merge state an object has, to apply instructions to it without
+ * integrating them: the same document as the store's, and an empty state
+ * for an object never written. */
+START_TEST(test_object_state_is_the_stored_one)
+{
+    changeset written;
+    start_changeset(&written, 0, 0, 1000);
+    add_document(&written, "Task", "{\"_id\": 1, \"title\": \"a\"}");
+    integrate_single(&written, 5000);
+    json_t *id = value_of("1");
+    object_state *state = NULL;
+    ck_assert_int_eq(sync_store_get_object_state(test_store, "Task", id, &state), 0);
+    json_t *document = NULL;
+    ck_assert_int_eq(object_state_document(state, &document), 0);
+    char *text = format_or_null(document);
+    ck_assert_str_eq(text, "{\"_id\": 1, \"title\": \"a\"}");
+    free(text);
+    json_decref(document);
+    object_state_free(state);
+
+    ck_assert_int_eq(sync_store_get_object_state(test_store, "Other", id, &state), 0);
+    ck_assert_int_eq(object_state_document(state, &document), 0);
+    ck_assert_ptr_null(document);
+    object_state_free(state);
+    ck_assert_int_eq(sync_store_get_object_state(test_store, "", id, &state), -EINVAL);
+    ck_assert_ptr_null(state);
+    json_decref(id);
+}
+END_TEST
+
 START_TEST(test_reintegration_is_idempotent)
 {
     changeset server_made;
@@ -1084,6 +1114,7 @@ Suite *unit_suite(void)
     TCase *integration = test_case("integration");
     tcase_add_test(integration, test_integrate_reports_changes);
     tcase_add_test(integration, test_reintegration_is_idempotent);
+    tcase_add_test(integration, test_object_state_is_the_stored_one);
     tcase_add_test(integration, test_integration_is_all_or_nothing);
     tcase_add_test(integration, test_id_errors);
     tcase_add_test(integration, test_merge_does_not_depend_on_order);
