@@ -60,7 +60,7 @@
  * never meant, and each sent set costs a bootstrap and makes objects
  * leave and come back.
  */
-#define SYNC_SUBSCRIPTIONS_SETTLE_MS 300
+#define SYNC_SUBSCRIPTIONS_SETTLE_MS 100
 
 /* Longest the event loop sleeps without a timer due. */
 #define SYNC_IDLE_SERVICE_MS 1000
