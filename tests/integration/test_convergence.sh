@@ -111,7 +111,7 @@ write_object() {
 worker() {
   local number=$1 end=$2 mount=${MOUNTS[$1]} step=0
   local ops=$TEST_ROOT/worker-$number.ops errors=$TEST_ROOT/worker-$number.err
-  local files file id new_id text choice operation
+  local files file id new_id text choice operation status
   set +e  # a failed operation is recorded, not the end of the worker
   RANDOM=$((SEED + number))
   shopt -s nullglob
@@ -161,10 +161,16 @@ worker() {
       fi
     fi
     # shellcheck disable=SC2181  # every branch above ends with its operation
-    if (($? == 0)); then
+    status=$?
+    if ((status == 0)); then
       echo "$operation ok" >>"$ops"
+    elif [[ $operation == vim && ! -e $file ]]; then
+      # vim says nothing of a file that vanished under it (another mount
+      # deleted or renamed it while vim held it): the same case as sed's
+      # "not a regular file" below.
+      echo "$operation failed: exit $status: No such file or directory afterwards" >>"$ops"
     else
-      echo "$operation failed: $(tr '\n' ' ' <"$errors")" >>"$ops"
+      echo "$operation failed: exit $status: $(tr '\n' ' ' <"$errors")" >>"$ops"
     fi
     random_pause 200
   done
