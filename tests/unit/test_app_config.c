@@ -16,18 +16,9 @@
 #include <unistd.h>
 
 #include "realmfs/app_config.h"
+#include "test_format.h"
 
 /* snprintf that fails the test rather than cut a path or a command short. */
-__attribute__((format(printf, 3, 4)))
-static void format_checked(char *buffer, size_t size, const char *format, ...)
-{
-    va_list arguments;
-    va_start(arguments, format);
-    int length = vsnprintf(buffer, size, format, arguments);
-    va_end(arguments);
-    ck_assert_msg(length >= 0 && (size_t)length < size, "too long: %s", buffer);
-}
-
 static const char *exports_directory(void)
 {
     const char *directory = getenv("REALMFS_EXPORTS");

@@ -10,7 +10,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +21,7 @@
 #include "realmfs/app_config.h"
 #include "realmfs/ejson.h"
 #include "realmfs/rules.h"
+#include "test_format.h"
 
 static const char *exports_directory(void)
 {
@@ -31,16 +31,6 @@ static const char *exports_directory(void)
 }
 
 /* snprintf that fails the test rather than cut a path short. */
-__attribute__((format(printf, 3, 4)))
-static void format_or_fail(char *buffer, size_t size, const char *format, ...)
-{
-    va_list arguments;
-    va_start(arguments, format);
-    int length = vsnprintf(buffer, size, format, arguments);
-    va_end(arguments);
-    ck_assert_msg(length >= 0 && (size_t)length < size, "too long: %s", buffer);
-}
-
 /* JSON text written with single quotes, for readability, as a normalized
  * value. */
 static json_t *json_from(const char *text)
@@ -88,7 +78,7 @@ static void load_app_ok(const char *directory, loaded_app *out)
 static loaded_app load_export(const char *name)
 {
     char directory[PATH_MAX];
-    format_or_fail(directory, sizeof directory, "%s/%s", exports_directory(), name);
+    format_checked(directory, sizeof directory, "%s/%s", exports_directory(), name);
     loaded_app loaded;
     load_app_ok(directory, &loaded);
     return loaded;
@@ -125,20 +115,20 @@ static void scratch_from_export(scratch_app *scratch, const char *export, const 
                                 const char *text)
 {
     const char *temporary = getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp";
-    format_or_fail(scratch->root, sizeof scratch->root, "%s/realmfs-rules-XXXXXX", temporary);
+    format_checked(scratch->root, sizeof scratch->root, "%s/realmfs-rules-XXXXXX", temporary);
     ck_assert_ptr_nonnull(mkdtemp(scratch->root));
-    format_or_fail(scratch->path, sizeof scratch->path, "%s/app", scratch->root);
+    format_checked(scratch->path, sizeof scratch->path, "%s/app", scratch->root);
     char source[PATH_MAX];
-    format_or_fail(source, sizeof source, "%s/%s", exports_directory(), export);
+    format_checked(source, sizeof source, "%s/%s", exports_directory(), export);
     run_program((const char *[]){"cp", "-r", source, scratch->path, NULL});
     char path[PATH_MAX];
-    format_or_fail(path, sizeof path, "%s/%s", scratch->path, file);
+    format_checked(path, sizeof path, "%s/%s", scratch->path, file);
     if (text == NULL) {
         run_program((const char *[]){"rm", "-f", path, NULL});
         return;
     }
     char directory[PATH_MAX];
-    format_or_fail(directory, sizeof directory, "%.*s", (int)(strrchr(path, '/') - path), path);
+    format_checked(directory, sizeof directory, "%.*s", (int)(strrchr(path, '/') - path), path);
     run_program((const char *[]){"mkdir", "-p", directory, NULL});
     json_t *value = json_from(text);
     ck_assert_int_eq(json_dump_file(value, path, 0), 0);
@@ -254,7 +244,7 @@ START_TEST(test_every_export_loads)
     struct dirent *entry;
     while ((entry = readdir(exports)) != NULL) {
         char directory[PATH_MAX];
-        format_or_fail(directory, sizeof directory, "%s/%s", exports_directory(), entry->d_name);
+        format_checked(directory, sizeof directory, "%s/%s", exports_directory(), entry->d_name);
         struct stat status;
         if (entry->d_name[0] == '.' || stat(directory, &status) != 0 || !S_ISDIR(status.st_mode))
             continue;
@@ -399,7 +389,7 @@ static const char *const default_rule_file = "data_sources/mongodb-atlas/default
 static loaded_app load_own_data_role(const char *role_text)
 {
     char text[2048];
-    format_or_fail(text, sizeof text,
+    format_checked(text, sizeof text,
                    "{'roles': [{'name': 'custom', 'apply_when': {}, 'document_filters': "
                    "{'read': {'owner_id': '%%%%user.id'}, "
                    "'write': {'owner_id': '%%%%user.id'}}%s}]}",
@@ -483,7 +473,7 @@ static bool path_readable(const rules_role *role, const rules_document_access *a
                           const json_t *document, const filter_user *user, const char *dotted)
 {
     char copy[256];
-    format_or_fail(copy, sizeof copy, "%s", dotted);
+    format_checked(copy, sizeof copy, "%s", dotted);
     const char *path[8];
     size_t depth = 0;
     for (char *step = strtok(copy, "."); step != NULL && depth < 8; step = strtok(NULL, "."))
@@ -637,12 +627,12 @@ static void assert_tiered_role_refused(const char *filters_read, const char *res
                                        const char *expected_reason)
 {
     char text[2048];
-    format_or_fail(text, sizeof text,
+    format_checked(text, sizeof text,
                    "{'roles': [{'name': 'r', 'document_filters': {'read': %s, "
                    "'write': {'team': '%%%%user.custom_data.team'}}%s}]}",
                    filters_read, rest);
     char expected[512];
-    format_or_fail(expected, sizeof expected, "%s: role \"r\": %s", default_rule_file,
+    format_checked(expected, sizeof expected, "%s: role \"r\": %s", default_rule_file,
                    expected_reason);
     assert_refused("tiered", default_rule_file, text, expected);
 }

@@ -13,7 +13,6 @@
 #include <errno.h>
 #include <ftw.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,20 +23,11 @@
 #include "export_app.h"
 #include "realmfs/ejson.h"
 #include "sync_schema.h"
+#include "test_format.h"
 
 static char data_directory[PATH_MAX];
 static app_config *app;
 static sync_schema *schema;
-
-__attribute__((format(printf, 3, 4)))
-static void format_checked(char *buffer, size_t size, const char *format, ...)
-{
-    va_list arguments;
-    va_start(arguments, format);
-    int length = vsnprintf(buffer, size, format, arguments);
-    va_end(arguments);
-    ck_assert_msg(length >= 0 && (size_t)length < size, "too long: %s", buffer);
-}
 
 static void load_export(const char *name)
 {
