@@ -4,10 +4,10 @@
  *
  * Three App Services providers are served (app_config.h names them):
  *
- *   anon-user       every anonymous login creates a new user, so %%user.id
- *                   is stable for that session and differs between
- *                   sessions; the record stays (nothing removes anonymous
- *                   users yet)
+ *   anon-user       every anonymous login creates a new user; a client
+ *                   stays that user by reconnecting with its session
+ *                   token (below).  The record stays (nothing removes
+ *                   anonymous users yet)
  *   local-userpass  an email address and a password, added by the operator
  *   api-key         "<key id>.<secret>": the key id is 24 lowercase hex
  *                   digits, the secret 64 lowercase hex digits (32 random
@@ -17,6 +17,18 @@
  *                   Services' server API keys).  The whole key is handed
  *                   out once, when it is created; the store keeps only a
  *                   hash of the secret.
+ *
+ * Session tokens.  After a login with any of the three the server hands
+ * the client a session token (auth_create_session): 64 lowercase hex
+ * digits, 256 bits from getrandom.  "Bearer <token>" then logs in as the
+ * same user without argon2, so reconnecting costs a lookup, and an
+ * anonymous client stays the same user.  The store keeps only the
+ * token's SHA-256 (OpenSSL's libcrypto), which is enough for 256 random
+ * bits: there is nothing to guess and no dictionary to try.  A token
+ * names its user, the provider the user logged in with, when it was made
+ * and when it expires; it is refused once expired, and whenever its user
+ * is disabled (at once: every verification reads the user) or gone.
+ * Expired tokens stay stored until auth_purge_expired_sessions.
  *
  * Users have stable ids: the 24 lowercase hex digits of an ObjectId, which
  * is what %%user.id expands to.  Every user is of type "normal" except the
@@ -72,6 +84,7 @@
 /* Sizes with the terminating NUL. */
 #define AUTH_ID_SIZE 25       /* 24 hex digits: user ids and key ids */
 #define AUTH_API_KEY_SIZE 90  /* "<24 hex digits>.<64 hex digits>" */
+#define AUTH_SESSION_TOKEN_SIZE 65 /* 64 hex digits */
 /* Sizes without it. */
 #define AUTH_EMAIL_MAX 254
 #define AUTH_PASSWORD_MAX 1024
@@ -112,15 +125,26 @@ typedef struct auth_api_key {
     bool disabled;        /* revoked: the key stays listed, never logs in */
 } auth_api_key;
 
+/* What a session token stands for (its secret is not stored). */
+typedef struct auth_session {
+    char user_id[AUTH_ID_SIZE];
+    app_auth_provider provider; /* of the login that made it */
+    int64_t created_ms;         /* ms since the epoch */
+    int64_t expires_ms;         /* refused from then on */
+} auth_session;
+
 /*
- * What an Authorization header carries.  The fields provider does not use
- * are empty strings.  It holds secrets: auth_credentials_clear() wipes it.
+ * What an Authorization header carries: a session token (session_token
+ * not empty; provider is then meaningless) or a login with provider.  The
+ * fields it does not use are empty strings.  It holds secrets:
+ * auth_credentials_clear() wipes it.
  */
 typedef struct auth_credentials {
     app_auth_provider provider;
     char email[AUTH_EMAIL_MAX + 1];        /* as sent; verification normalizes */
     char password[AUTH_PASSWORD_MAX + 1];
     char api_key[AUTH_API_KEY_SIZE];
+    char session_token[AUTH_SESSION_TOKEN_SIZE];
 } auth_credentials;
 
 /* Message for the last failure in the calling thread ("" if none). */
@@ -191,18 +215,41 @@ int auth_verify_api_key(auth *auth, const char *api_key, auth_user *user);
 int auth_authenticate(auth *auth, const auth_credentials *credentials, auth_user *user);
 
 /*
+ * Sessions.  create: a new token for user_id, who has just logged in
+ * with provider, valid for lifetime_ms (> 0, else -EINVAL); token_out
+ * receives it (never available again: hand it out once and wipe it), and
+ * session (may be NULL) what it stands for.  -ENOENT when the user does
+ * not exist.  verify: 0 and the user and session of a token, or -EACCES
+ * for a malformed, unknown, purged or expired token and for a user
+ * disabled or gone, each with its reason; other errors only when the
+ * system fails; on failure user is left cleared.  purge: removes the
+ * expired tokens, and returns how many.
+ */
+int auth_create_session(auth *auth, const char *user_id, app_auth_provider provider,
+                        int64_t lifetime_ms, char token_out[AUTH_SESSION_TOKEN_SIZE],
+                        auth_session *session);
+int auth_verify_session_token(auth *auth, const char *token, auth_user *user,
+                              auth_session *session);
+int auth_purge_expired_sessions(auth *auth);
+
+/* The App Services name of a provider ("anon-user", "local-userpass",
+ * "api-key"); "unknown" for anything else. */
+const char *auth_provider_name(app_auth_provider provider);
+
+/*
  * Parse the value of an HTTP Authorization header, one of (the scheme in
  * any case, separated from its argument by one or more spaces, the whole
  * value possibly surrounded by spaces and tabs):
  *
+ *   Bearer <session token>               a session token (64 hex digits)
  *   Bearer <API key>                     api-key
  *   Basic <base64 of email:password>     local-userpass (RFC 7617: the
  *                                        email ends at the first ':'; the
  *                                        standard base64 alphabet, padded)
  *   Anonymous                            anon-user
  *
- * Anything else, a value longer than AUTH_HEADER_MAX bytes, an API key not
- * of the documented form, an empty email or password, a NUL in either and
+ * Anything else, a value longer than AUTH_HEADER_MAX bytes, a Bearer
+ * argument that is neither a token nor an API key of the documented form, an empty email or password, a NUL in either and
  * ones longer than the limits give -EINVAL with a message that says which
  * rule was broken (and never repeats the value).  On failure credentials
  * is wiped.

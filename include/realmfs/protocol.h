@@ -73,6 +73,7 @@ typedef enum protocol_message_type {
     PROTOCOL_MESSAGE_UNBOUND,
     PROTOCOL_MESSAGE_PONG,
     PROTOCOL_MESSAGE_SCHEMA,
+    PROTOCOL_MESSAGE_LOGIN,
 } protocol_message_type;
 
 typedef enum protocol_peer {
@@ -247,9 +248,19 @@ typedef struct protocol_schema_body {
     json_t *collections;
 } protocol_schema_body;
 
+/* login (server): a session token for reconnecting as user_id with
+ * "Authorization: Bearer <token>" (auth.h), the connection's first
+ * message after a login with a credential, or when the token it opened
+ * with was renewed. */
+typedef struct protocol_login_body {
+    char *user_id;    /* 24 lowercase hex digits */
+    char *token;      /* 64 lowercase hex digits; a secret */
+    uint64_t expires; /* ms since the epoch: refused from then on */
+} protocol_login_body;
+
 /*
- * A message.  session is 0 for ping and pong (they have none), and for
- * connection-level errors.  body holds the member named after the type;
+ * A message.  session is 0 for ping, pong and login (they have none), and
+ * for connection-level errors.  body holds the member named after the type;
  * pong uses body.ping, and unbind and unbound have no body.
  */
 typedef struct protocol_message {
@@ -266,6 +277,7 @@ typedef struct protocol_message {
         protocol_query_error_body query_error;
         protocol_error_body error;
         protocol_schema_body schema;
+        protocol_login_body login;
     } body;
 } protocol_message;
 

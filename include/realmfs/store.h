@@ -350,7 +350,10 @@ int store_discard_staged_downloads(store *store);
  * starts over with the same set-aside outbox.
  *
  * It also forgets which objects are read-only: the new file's downloads
- * say it again.
+ * say it again.  *changes lists the visible objects that were read-only
+ * (existed and exists both true, their text unchanged), for the caller
+ * to drop what the kernel caches of their mode; free them with
+ * store_free_download_changes.
  *
  * The reset completes in store_apply_download, with the first
  * last_in_batch download whose query_version reaches
@@ -367,7 +370,8 @@ int store_discard_staged_downloads(store *store);
  * reset are not sent again: the server's state after the reset is the
  * one the mount follows.
  */
-int store_begin_client_reset(store *store);
+int store_begin_client_reset(store *store, store_download_change **changes,
+                             size_t *change_count);
 
 /* 1 when the server said the user may not write the object (store_
  * apply_download), 0 when it may, or -errno.  Whether the object exists
@@ -385,7 +389,11 @@ int store_object_is_read_only(store *store, const char *collection, const json_t
  * downloads bring (the refused write never reached it).  *rejected_text
  * (malloc'd, NULL when the object was not visible) gets the visible text
  * from before; *changes lists the object when its visible text changed,
- * as store_apply_download does.  On failure nothing changes.
+ * as store_apply_download does.  On failure nothing changes.  Returns 1,
+ * changing nothing, when no outbox changeset up to client_version touches
+ * the object: the mount handled this error before, and the server sent it
+ * again because it could not know (a connection that dropped before the
+ * acknowledgement arrived); the caller should not report it twice.
  */
 int store_revert_refused_write(store *store, const char *collection, const json_t *id,
                                uint64_t client_version, char **rejected_text,

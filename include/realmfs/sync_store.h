@@ -132,6 +132,57 @@ void sync_store_integration_clear(sync_store_integration *integration);
 int sync_store_integrate(sync_store *store, const changeset *changesets, size_t count,
                          int64_t now_ms, sync_store_integration *results);
 
+/* ---- Compensating-write notices ----------------------------------------- */
+
+/*
+ * A compensating write sent to a client (docs/protocol.md, "error"), kept
+ * until the client shows it received it.  The error goes out before the
+ * download that acknowledges the upload, on the same connection; a client
+ * whose download progress (bind.last_server_version) has reached that
+ * download has therefore seen the error, and one whose progress has not
+ * may not have: the server sends it again.  Clear with
+ * sync_store_notice_clear (safe on a zeroed struct).
+ */
+typedef struct sync_store_notice {
+    uint64_t file_identity;
+    uint64_t client_version;  /* of the changeset whose write was refused */
+    char *collection;
+    json_t *id;
+    char *reason;
+    json_t *server_document;  /* as the user may read it; NULL: none */
+    uint64_t server_version;  /* of the download that acknowledges the
+                                 upload: the store's server version once
+                                 the upload is integrated */
+} sync_store_notice;
+
+void sync_store_notice_clear(sync_store_notice *notice);
+/* Clears each of count notices, then frees the array; accepts NULL. */
+void sync_store_notices_free(sync_store_notice *notices, size_t count);
+
+/*
+ * sync_store_integrate, and in the same transaction the notices of the
+ * writes the server refused in these changesets.  Their server_version
+ * is ignored: each gets the store's server version after the
+ * integration, so at least one changeset must integrate (-EINVAL
+ * otherwise: the notices would never be sent again).  A notice's file
+ * must exist (-ENOENT).
+ */
+int sync_store_integrate_upload(sync_store *store, const changeset *changesets, size_t count,
+                                const sync_store_notice *notices, size_t notice_count,
+                                int64_t now_ms, sync_store_integration *results);
+
+/*
+ * At a bind of a file whose download progress is last_server_version:
+ * the notices of the file it may not have seen (server_version above
+ * last_server_version) in *notices, in the order they were stored
+ * (client version, then the order of the upload), *count of them, to
+ * free with sync_store_notices_free; the others are deleted, in the same
+ * transaction.  A file that has none gets NULL and 0.
+ */
+int sync_store_take_unseen_notices(sync_store *store, uint64_t file_identity,
+                                   uint64_t last_server_version, sync_store_notice **notices,
+                                   size_t *count);
+
 /* The visible document of one object, a new reference in *document (the
  * latest committed state); -ENOENT when it does not exist. */
 int sync_store_get_document(sync_store *store, const char *collection, const json_t *id,
@@ -159,11 +210,12 @@ int sync_store_scan_history(sync_store *store, uint64_t after_version,
                             void *context);
 
 /*
- * Forget history integrated before cutoff_ms, and the merge states of
+ * Forget history integrated before cutoff_ms, the merge states of
  * objects that do not exist (deleted, or only written to without a
- * create) and whose latest clock is before it (their tombstones): a
- * client whose progress is older is reset anyway (sync_store_scan_history
- * says -ESTALE).  Returns the number of changesets removed (at most
+ * create) and whose latest clock is before it (their tombstones), and the
+ * notices whose server_version is no longer in the history: a client
+ * whose progress is older is reset anyway (sync_store_scan_history says
+ * -ESTALE), and any other has seen them.  Returns the number of changesets removed (at most
  * INT_MAX is reported).
  */
 int sync_store_trim_history(sync_store *store, int64_t cutoff_ms);

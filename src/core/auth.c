@@ -1,18 +1,24 @@
 /*
- * auth.c — the users and API keys of auth.h in an LMDB environment of
- * their own, <data>/auth/, with four named databases:
+ * auth.c — the users, API keys and session tokens of auth.h in an LMDB
+ * environment of their own, <data>/auth/, with five named databases:
  *
  *   users     user id (24 hex digits)     -> user record
  *   emails    normalized email address    -> user id (24 hex digits)
  *   api_keys  key id (24 hex digits)      -> API key record
+ *   sessions  SHA-256 of a session token  -> session record
+ *             (64 hex digits)
  *   meta      "format"                    -> uint64_t format version
  *
  * Records are compact JSON objects, so mdb_dump shows them as they are:
  *
  *   user     {"id", "email"?, "password_hash"?, "type", "created", "disabled"}
  *   API key  {"id", "name", "secret_hash", "user_id", "created", "disabled"}
+ *   session  {"user_id", "provider", "created", "expires"}
  *
- * "created" is in ms since the epoch; hashes are argon2id encoded strings.
+ * "created" and "expires" are in ms since the epoch; password and secret
+ * hashes are argon2id encoded strings; "provider" is an App Services
+ * provider name.  sessions came after format 1 without changing it: a
+ * build that does not know it leaves it alone.
  * Exactly the users made by local-userpass have "email" and
  * "password_hash", and each of them has its entry in emails.  The secret
  * hashed for an API key is its 64 hex digits as the client sends them.
@@ -27,6 +33,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <lmdb.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,10 +42,12 @@
 #include <time.h>
 
 enum {
-    DATABASE_COUNT = 4,
+    DATABASE_COUNT = 5,
     ID_LENGTH = AUTH_ID_SIZE - 1,
     SECRET_BYTES = 32,
     SECRET_LENGTH = 2 * SECRET_BYTES,
+    SESSION_TOKEN_LENGTH = AUTH_SESSION_TOKEN_SIZE - 1,
+    TOKEN_DIGEST_BYTES = 32, /* SHA-256 */
     SALT_BYTES = 16,
     HASH_BYTES = 32,
     DEFAULT_HASH_PASSES = 2,
@@ -48,19 +57,22 @@ enum {
 
 _Static_assert(AUTH_API_KEY_SIZE == ID_LENGTH + 1 + SECRET_LENGTH + 1,
                "AUTH_API_KEY_SIZE is \"<id>.<secret>\" and a NUL");
+_Static_assert(SESSION_TOKEN_LENGTH == SECRET_LENGTH, "a session token is a secret's digits");
 
 #define MAP_SIZE ((size_t)4 << 30)
 #define FORMAT_VERSION UINT64_C(1)
 #define TYPE_NORMAL "normal"
 #define TYPE_SERVER "server"
 #define HEADER_FORMS \
-    "expected \"Bearer <API key>\", \"Basic <base64 of email:password>\" or \"Anonymous\""
+    "expected \"Bearer <session token>\", \"Bearer <API key>\", " \
+    "\"Basic <base64 of email:password>\" or \"Anonymous\""
 
 struct auth {
     MDB_env *environment;
     MDB_dbi users;
     MDB_dbi emails;
     MDB_dbi api_keys;
+    MDB_dbi sessions;
     MDB_dbi meta;
     auth_options hash_cost; /* every member set */
     /* Checked instead of the hash of an unknown user or key, so that a
@@ -387,10 +399,13 @@ static int update_record(const auth_call *call, MDB_dbi database, const char *wh
 
 /*
  * Visit every record of database in key order.  each gets a record that
- * lives during the call; a non-zero return stops the walk and is returned.
+ * lives during the call, and the cursor on it, with which it may delete
+ * the record in a write transaction (mdb_cursor_del); a non-zero return
+ * stops the walk and is returned.
  */
 static int for_each_record(const auth_call *call, MDB_dbi database,
-                           int (*each)(const auth_call *call, json_t *record, void *context),
+                           int (*each)(const auth_call *call, MDB_cursor *cursor, json_t *record,
+                                       void *context),
                            void *context)
 {
     MDB_cursor *cursor;
@@ -403,7 +418,7 @@ static int for_each_record(const auth_call *call, MDB_dbi database,
         json_t *record;
         result = lmdb_parse_json_record(&call->lmdb, &value, &record);
         if (result == 0)
-            result = each(call, record, context);
+            result = each(call, cursor, record, context);
         json_decref(record);
     }
     return lmdb_cursor_finish(&call->lmdb, cursor, result, code, "mdb_cursor_get");
@@ -668,8 +683,9 @@ typedef struct user_visit {
     void *context;
 } user_visit;
 
-static int visit_user(const auth_call *call, json_t *record, void *context)
+static int visit_user(const auth_call *call, MDB_cursor *cursor, json_t *record, void *context)
 {
+    (void)cursor;
     const user_visit *user_visit = context;
     auth_user user = { 0 };
     int result = user_from_record(call, record, &user);
@@ -812,8 +828,10 @@ typedef struct api_key_visit {
     void *context;
 } api_key_visit;
 
-static int visit_api_key(const auth_call *call, json_t *record, void *context)
+static int visit_api_key(const auth_call *call, MDB_cursor *cursor, json_t *record,
+                         void *context)
 {
+    (void)cursor;
     const api_key_visit *key_visit = context;
     auth_api_key key = { 0 };
     int result = api_key_from_record(call, record, &key);
@@ -989,6 +1007,226 @@ int auth_authenticate(auth *auth, const auth_credentials *credentials, auth_user
 }
 
 /* ------------------------------------------------------------------ */
+/* Sessions                                                            */
+
+static const char *const provider_names[APP_AUTH_PROVIDER_COUNT] = {
+    [APP_AUTH_ANONYMOUS] = "anon-user",
+    [APP_AUTH_USER_PASSWORD] = "local-userpass",
+    [APP_AUTH_API_KEY] = "api-key",
+};
+
+const char *auth_provider_name(app_auth_provider provider)
+{
+    return (unsigned)provider < APP_AUTH_PROVIDER_COUNT ? provider_names[provider] : "unknown";
+}
+
+static bool provider_from_name(const char *name, app_auth_provider *provider)
+{
+    for (unsigned index = 0; index < APP_AUTH_PROVIDER_COUNT; index++) {
+        if (strcmp(name, provider_names[index]) == 0) {
+            *provider = (app_auth_provider)index;
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool is_session_token(const char *token, size_t length)
+{
+    return length == SESSION_TOKEN_LENGTH && is_lowercase_hex(token, length);
+}
+
+/* The key of a token's record: the hex digits of its SHA-256. */
+static int session_key(const auth_call *call, const char *token,
+                       char key[2 * TOKEN_DIGEST_BYTES + 1])
+{
+    uint8_t digest[EVP_MAX_MD_SIZE];
+    unsigned int digest_size = 0;
+    if (EVP_Digest(token, SESSION_TOKEN_LENGTH, digest, &digest_size, EVP_sha256(), NULL) != 1 ||
+        digest_size != TOKEN_DIGEST_BYTES)
+        return lmdb_fail(&call->lmdb, -EIO, "SHA-256 of the session token failed (libcrypto)");
+    hex_encode(digest, TOKEN_DIGEST_BYTES, key);
+    return 0;
+}
+
+static int session_from_record(const auth_call *call, json_t *record, auth_session *session)
+{
+    const char *user_id, *provider;
+    json_int_t created, expires;
+    if (json_unpack(record, "{s:s, s:s, s:I, s:I}", "user_id", &user_id, "provider", &provider,
+                    "created", &created, "expires", &expires) != 0 ||
+        !is_id(user_id) || !provider_from_name(provider, &session->provider))
+        return lmdb_fail(&call->lmdb, -EIO, "damaged session record");
+    memcpy(session->user_id, user_id, AUTH_ID_SIZE);
+    session->created_ms = created;
+    session->expires_ms = expires;
+    return 0;
+}
+
+/* 0 when the user exists, else -ENOENT naming it. */
+static int check_user_exists(const auth_call *call, const char *user_id)
+{
+    json_t *user = NULL;
+    int result = load_user_by_id(call, user_id, &user);
+    json_decref(user);
+    return result;
+}
+
+static int insert_session(const auth_call *call, const char *key, const auth_session *session)
+{
+    int result = check_user_exists(call, session->user_id);
+    if (result != 0)
+        return result;
+    json_t *record = json_pack("{s:s, s:s, s:I, s:I}", "user_id", session->user_id, "provider",
+                               auth_provider_name(session->provider), "created",
+                               (json_int_t)session->created_ms, "expires",
+                               (json_int_t)session->expires_ms);
+    if (record == NULL)
+        return fail_out_of_memory(call);
+    result = save_record(call, call->auth->sessions, key, record, MDB_NOOVERWRITE);
+    json_decref(record);
+    return result;
+}
+
+static int create_session(auth_call *call, auth_session *session,
+                          char token_out[AUTH_SESSION_TOKEN_SIZE])
+{
+    uint8_t secret_bytes[SECRET_BYTES];
+    char token[AUTH_SESSION_TOKEN_SIZE];
+    char key[2 * TOKEN_DIGEST_BYTES + 1];
+    int result = fill_random(call, secret_bytes, sizeof secret_bytes);
+    if (result == 0) {
+        hex_encode(secret_bytes, sizeof secret_bytes, token);
+        result = session_key(call, token, key);
+    }
+    if (result == 0)
+        result = begin_transaction(call, WRITE);
+    if (result == 0)
+        result = finish_transaction(call, insert_session(call, key, session));
+    if (result == 0)
+        memcpy(token_out, token, AUTH_SESSION_TOKEN_SIZE);
+    explicit_bzero(secret_bytes, sizeof secret_bytes);
+    explicit_bzero(token, sizeof token);
+    return result;
+}
+
+int auth_create_session(auth *auth, const char *user_id, app_auth_provider provider,
+                        int64_t lifetime_ms, char token_out[AUTH_SESSION_TOKEN_SIZE],
+                        auth_session *session)
+{
+    auth_call call = new_call(auth, "create session");
+    auth_session created = { .provider = provider };
+    int result = check_id(&call, user_id, "user");
+    if (result == 0 && ((unsigned)provider >= APP_AUTH_PROVIDER_COUNT || lifetime_ms <= 0))
+        result = lmdb_fail(&call.lmdb, -EINVAL, "a session needs a provider and a lifetime");
+    if (result == 0)
+        result = current_time_ms(&call, &created.created_ms);
+    if (result != 0)
+        return result;
+    memcpy(created.user_id, user_id, AUTH_ID_SIZE);
+    created.expires_ms = created.created_ms > INT64_MAX - lifetime_ms
+                             ? INT64_MAX
+                             : created.created_ms + lifetime_ms;
+    result = create_session(&call, &created, token_out);
+    if (result == 0 && session != NULL)
+        *session = created;
+    return result;
+}
+
+/* The session and user records of a token, read in one transaction;
+ * -EACCES when there is no session, -ENOENT when its user is gone. */
+static int read_session(const auth_call *call, const char *key, auth_session *session,
+                        json_t **user_record)
+{
+    json_t *record;
+    int result = load_record(call, call->auth->sessions, "session", key, &record);
+    if (result == -ENOENT)
+        return lmdb_fail(&call->lmdb, -EACCES,
+                         "unknown session token (never issued, or expired and purged)");
+    if (result != 0)
+        return result;
+    result = session_from_record(call, record, session);
+    json_decref(record);
+    if (result == 0)
+        result = load_user_by_id(call, session->user_id, user_record);
+    return result;
+}
+
+/*
+ * An unknown token answers sooner than a known one, but a lookup by the
+ * token's SHA-256 tells an attacker nothing about which tokens exist:
+ * unlike email addresses, tokens cannot be guessed.
+ */
+static int verify_session_token(auth_call *call, const char *token, auth_user *user,
+                                auth_session *session)
+{
+    char key[2 * TOKEN_DIGEST_BYTES + 1];
+    int64_t now = 0;
+    json_t *user_record = NULL;
+    int result = session_key(call, token, key);
+    if (result == 0)
+        result = current_time_ms(call, &now);
+    if (result == 0)
+        result = begin_transaction(call, READ);
+    if (result != 0)
+        return result;
+    result = finish_transaction(call, read_session(call, key, session, &user_record));
+    if (result == -ENOENT)
+        result = lmdb_fail(&call->lmdb, -EACCES, "the session token's user no longer exists");
+    if (result == 0 && now >= session->expires_ms)
+        result = lmdb_fail(&call->lmdb, -EACCES, "the session token has expired; log in again");
+    if (result == 0)
+        result = accept_login(call, user_record, user);
+    json_decref(user_record);
+    return result;
+}
+
+int auth_verify_session_token(auth *auth, const char *token, auth_user *user,
+                              auth_session *session)
+{
+    auth_call call = new_call(auth, "log in with a session token");
+    memset(user, 0, sizeof *user);
+    memset(session, 0, sizeof *session);
+    if (token == NULL || !is_session_token(token, strnlen(token, AUTH_SESSION_TOKEN_SIZE)))
+        return lmdb_fail(&call.lmdb, -EACCES, "not a session token");
+    return verify_session_token(&call, token, user, session);
+}
+
+typedef struct session_purge {
+    int64_t now;
+    int removed;
+} session_purge;
+
+static int delete_if_expired(const auth_call *call, MDB_cursor *cursor, json_t *record,
+                             void *context)
+{
+    session_purge *purge = context;
+    auth_session session;
+    int result = session_from_record(call, record, &session);
+    if (result != 0 || purge->now < session.expires_ms)
+        return result;
+    int code = mdb_cursor_del(cursor, 0);
+    if (code != 0)
+        return lmdb_fail_mdb(&call->lmdb, code, "mdb_cursor_del");
+    if (purge->removed < INT_MAX)
+        purge->removed++;
+    return 0;
+}
+
+int auth_purge_expired_sessions(auth *auth)
+{
+    auth_call call = new_call(auth, "purge expired sessions");
+    session_purge purge = { 0, 0 };
+    int result = current_time_ms(&call, &purge.now);
+    if (result == 0)
+        result = begin_transaction(&call, WRITE);
+    if (result == 0)
+        result = finish_transaction(&call, for_each_record(&call, auth->sessions,
+                                                           delete_if_expired, &purge));
+    return result == 0 ? purge.removed : result;
+}
+
+/* ------------------------------------------------------------------ */
 /* Authorization header                                                */
 
 void auth_credentials_clear(auth_credentials *credentials)
@@ -1112,10 +1350,14 @@ static int parse_basic(const auth_call *call, text_span argument, auth_credentia
 
 static int parse_bearer(const auth_call *call, text_span argument, auth_credentials *credentials)
 {
+    if (is_session_token(argument.start, argument.length)) {
+        memcpy(credentials->session_token, argument.start, argument.length);
+        return 0;
+    }
     if (!is_api_key(argument.start, argument.length))
         return lmdb_fail(&call->lmdb, -EINVAL,
-                         "the Bearer token is not a realmfs API key "
-                         "(<24 hex digits>.<64 hex digits>)");
+                         "the Bearer token is neither a session token (64 hex digits) nor a "
+                         "realmfs API key (<24 hex digits>.<64 hex digits>)");
     memcpy(credentials->api_key, argument.start, argument.length);
     credentials->provider = APP_AUTH_API_KEY;
     return 0;
@@ -1205,6 +1447,8 @@ static int open_databases(const auth_call *call)
         result = open_database(call, "emails", &auth->emails);
     if (result == 0)
         result = open_database(call, "api_keys", &auth->api_keys);
+    if (result == 0)
+        result = open_database(call, "sessions", &auth->sessions);
     if (result == 0)
         result = open_database(call, "meta", &auth->meta);
     if (result == 0)

@@ -1480,6 +1480,13 @@ static const protocol_member protocol_schema_members[] = {
     {"collections", PROTOCOL_FIELD(body.schema.collections), &protocol_schemas_codec, false},
 };
 
+static const protocol_member protocol_login_members[] = {
+    PROTOCOL_TYPE_MEMBER,
+    {"user_id", PROTOCOL_FIELD(body.login.user_id), &protocol_name_codec, false},
+    {"token", PROTOCOL_FIELD(body.login.token), &protocol_name_codec, false},
+    {"expires", PROTOCOL_FIELD(body.login.expires), &protocol_unsigned_codec, false},
+};
+
 /* A new file has downloaded nothing and had nothing acknowledged. */
 static int protocol_check_bind(const protocol_message *message, protocol_error *error)
 {
@@ -1509,6 +1516,25 @@ static int protocol_check_download(const protocol_message *message, protocol_err
                              ")",
                              last, download->changesets[last].server_version,
                              download->server_version);
+    return 0;
+}
+
+static bool protocol_is_lowercase_hex(const char *text, size_t length)
+{
+    return strlen(text) == length && strspn(text, "0123456789abcdef") == length;
+}
+
+/* The forms of auth.h, so that a client can send the token back as it
+ * came. */
+static int protocol_check_login(const protocol_message *message, protocol_error *error)
+{
+    const protocol_login_body *login = &message->body.login;
+    if (!protocol_is_lowercase_hex(login->user_id, 24))
+        return protocol_fail(error, PROTOCOL_ERROR_MALFORMED_MESSAGE,
+                             "login.user_id: must be 24 lowercase hex digits");
+    if (!protocol_is_lowercase_hex(login->token, 64))
+        return protocol_fail(error, PROTOCOL_ERROR_MALFORMED_MESSAGE,
+                             "login.token: must be 64 lowercase hex digits");
     return 0;
 }
 
@@ -1580,6 +1606,8 @@ static const protocol_message_spec protocol_specs[] = {
                                NULL},
     [PROTOCOL_MESSAGE_SCHEMA] = {"schema", PROTOCOL_SERVER,
                                  PROTOCOL_MEMBERS(protocol_schema_members), NULL},
+    [PROTOCOL_MESSAGE_LOGIN] = {"login", PROTOCOL_SERVER, PROTOCOL_MEMBERS(protocol_login_members),
+                                protocol_check_login},
 };
 
 static const protocol_message_spec *protocol_spec_of(protocol_message_type type)

@@ -1156,9 +1156,9 @@ typedef struct visible_update {
     size_t capacity;
 } visible_update;
 
+/* Starts showing texts; the changes listed before (modes) stay listed. */
 static int begin_visible_update(const store_call *call, visible_update *update)
 {
-    *update = (visible_update){ 0 };
     int result = store_take_next_version(call, &update->version);
     return result == 0 ? store_current_time_ns(call, &update->modified_ns) : result;
 }
@@ -1458,7 +1458,23 @@ static int record_download_progress(const store_call *call, const protocol_downl
  * moment it shows.
  */
 
-static int forget_access_of_deleted(const store_call *call, const protocol_download_body *download)
+/* The object's read-only mark changed: a visible one is listed, for the
+ * caller to drop what the kernel caches of its mode. */
+static int list_mode_change(const store_call *call, const lmdb_object_key *key,
+                            const char *collection, const json_t *id, visible_update *update)
+{
+    const char *text;
+    size_t size;
+    int result = store_find_object_text(call, key, &text, &size);
+    if (result != 0 || text == NULL)
+        return result;
+    shown_object shown = { .key = key, .collection = collection, .id = id, .text = text,
+                           .size = size };
+    return list_change(call, update, &shown, true);
+}
+
+static int forget_access_of_deleted(const store_call *call, const protocol_download_body *download,
+                                    visible_update *update)
 {
     /* a bootstrap's replacements are deletes too: spare them the lookups
      * while no object is read-only, as with most apps */
@@ -1476,9 +1492,17 @@ static int forget_access_of_deleted(const store_call *call, const protocol_downl
                 continue;
             lmdb_object_key key;
             int result = object_key(call, instruction->collection, instruction->id, &key);
+            if (result != 0)
+                return result;
             MDB_val key_value = lmdb_object_key_value(&key);
-            if (result == 0)
-                result = delete_record(call, call->store->read_only_objects, &key_value);
+            code = mdb_del(call->lmdb.transaction, call->store->read_only_objects, &key_value,
+                           NULL);
+            if (code != 0 && code != MDB_NOTFOUND)
+                return lmdb_fail_mdb(&call->lmdb, code, "mdb_del");
+            /* until the batch completes, the object shows, now writable */
+            if (code == 0)
+                result = list_mode_change(call, &key, instruction->collection, instruction->id,
+                                          update);
             if (result != 0)
                 return result;
         }
@@ -1506,14 +1530,7 @@ static int set_object_access(const store_call *call, const protocol_object_acces
         return 0; /* it already was so */
     if (code != 0)
         return lmdb_fail_mdb(&call->lmdb, code, entry->writable ? "mdb_del" : "mdb_put");
-    const char *text;
-    size_t size;
-    result = store_find_object_text(call, &key, &text, &size);
-    if (result != 0 || text == NULL)
-        return result;
-    shown_object shown = { .key = &key, .collection = entry->collection, .id = entry->id,
-                           .text = text, .size = size };
-    return list_change(call, update, &shown, true);
+    return list_mode_change(call, &key, entry->collection, entry->id, update);
 }
 
 static int apply_access(const store_call *call, const protocol_download_body *download,
@@ -1541,6 +1558,25 @@ static int is_read_only(const store_call *call, const json_t *id)
 /* ------------------------------------------------------------------ */
 /* Client reset                                                        */
 
+/* A read-only object, which the reset makes writable: a visible one is
+ * listed, so that the kernel drops the mode it caches (0444) at once. */
+static int list_read_only_object(const store_call *call, MDB_cursor *cursor, const MDB_val *key,
+                                 const MDB_val *value, void *state)
+{
+    (void)cursor;
+    (void)value;
+    char collection[LMDB_COLLECTION_NAME_MAX + 1];
+    json_t *id;
+    int result = decode_object_key(call, key, collection, &id);
+    lmdb_object_key object;
+    if (result == 0)
+        result = object_key(call, collection, id, &object);
+    if (result == 0)
+        result = list_mode_change(call, &object, collection, id, state);
+    json_decref(id);
+    return result;
+}
+
 /*
  * Between store_begin_client_reset and the bootstrap that completes it,
  * the outbox is "set aside": kept, and replayed on the new mirror as
@@ -1549,7 +1585,7 @@ static int is_read_only(const store_call *call, const json_t *id)
  * download) of the subscription set as it stands: the outbox then turns
  * into new changesets against the fresh documents, or into losses.
  */
-static int begin_client_reset(const store_call *call)
+static int begin_client_reset(const store_call *call, visible_update *update)
 {
     const char *forgotten[] = {
         META_FILE_IDENTITY, META_LAST_SERVER_VERSION, META_ACKNOWLEDGED,
@@ -1563,6 +1599,9 @@ static int begin_client_reset(const store_call *call)
         result = delete_record(call, call->store->meta, &query_error);
     int code = result == 0 ? mdb_drop(call->lmdb.transaction, call->store->mirror, 0) : 0;
     /* the new file's bootstrap says again what may not be written */
+    if (code == 0 && result == 0)
+        result = walk_records(call, call->store->read_only_objects, NULL, list_read_only_object,
+                              update);
     if (code == 0 && result == 0)
         code = mdb_drop(call->lmdb.transaction, call->store->read_only_objects, 0);
     if (code != 0)
@@ -1770,7 +1809,7 @@ static int apply_download(const store_call *call, const protocol_download_body *
                          (unsigned long long)last_server_version);
     result = stage_download(call, download);
     if (result == 0)
-        result = forget_access_of_deleted(call, download);
+        result = forget_access_of_deleted(call, download, update);
     if (result == 0 && download->last_in_batch)
         result = complete_batch(call, download, update);
     if (result == 0)
@@ -1902,7 +1941,14 @@ static int increment_meta(const store_call *call, const char *name)
     return result == 0 ? put_meta(call, name, value + 1) : result;
 }
 
-/* *rejected: the object's visible text before the revert, or NULL. */
+/*
+ * *rejected: the object's visible text before the revert, or NULL.
+ * Returns 1, changing nothing, when no outbox changeset up to
+ * client_version touches the object: the error was handled before (the
+ * server sends it again when it cannot know the client received it).  A
+ * first error always finds them: the outbox keeps a changeset until the
+ * download that acknowledges it, which the server sends after the error.
+ */
 static int revert_refused_write(const store_call *call, const char *collection, const json_t *id,
                                 uint64_t client_version, char **rejected,
                                 visible_update *update)
@@ -1910,15 +1956,19 @@ static int revert_refused_write(const store_call *call, const char *collection, 
     touched_object object = { .id = json_incref((json_t *)id), .collection = strdup(collection) };
     int result = object.collection != NULL ? object_key(call, collection, id, &object.key)
                                            : out_of_memory(call);
+    version_list refused = { 0 };
+    if (result == 0)
+        result = list_pending_versions(call, &object.key, client_version, &refused);
+    if (result == 0 && refused.count == 0) {
+        touched_object_clear(&object);
+        return 1;
+    }
     const char *text = NULL;
     size_t size = 0;
     if (result == 0)
         result = store_find_object_text(call, &object.key, &text, &size);
     if (result == 0 && text != NULL && (*rejected = strndup(text, size)) == NULL)
         result = out_of_memory(call);
-    version_list refused = { 0 };
-    if (result == 0)
-        result = list_pending_versions(call, &object.key, client_version, &refused);
     for (size_t i = 0; i < refused.count && result == 0; i++)
         result = drop_refused_instructions(call, &object.key, refused.versions[i]);
     if (result == 0)
@@ -2135,13 +2185,17 @@ int store_discard_staged_downloads(store *store)
     return store_call_finish(&call, discard_staged(&call));
 }
 
-int store_begin_client_reset(store *store)
+int store_begin_client_reset(store *store, store_download_change **changes, size_t *change_count)
 {
+    *changes = NULL;
+    *change_count = 0;
     store_call call = store_call_new(store, "begin client reset", NULL);
     int result = begin_sync_call(&call, STORE_WRITE, STORE_WHOLE);
     if (result != 0)
         return result;
-    return store_call_finish(&call, begin_client_reset(&call));
+    visible_update update = { 0 };
+    result = store_call_finish(&call, begin_client_reset(&call, &update));
+    return hand_over_changes(result, &update, changes, change_count);
 }
 
 int store_object_is_read_only(store *store, const char *collection, const json_t *id)

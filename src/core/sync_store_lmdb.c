@@ -1,6 +1,6 @@
 /*
  * sync_store_lmdb.c — the sync server's store of sync_store.h on LMDB, in
- * <data>/sync, with seven named databases:
+ * <data>/sync, with eight named databases:
  *
  *   meta         "format", "server_version", "oldest_history",
  *                "next_file_identity"                  -> uint64_t
@@ -17,6 +17,9 @@
  *                                                         the changeset's
  *                                                         compact JSON
  *   files        file identity (8 bytes big-endian)    -> file record (JSON)
+ *   notices      file identity, client version (8      -> notice record (JSON)
+ *                bytes big-endian each), position
+ *                in its upload (4 bytes big-endian)
  *
  * Object keys are those of lmdb_support.h, so a collection's documents
  * are in the id order store.h documents.  A document record exists exactly
@@ -25,6 +28,10 @@
  * state exists whose object does not, so that trimming visits only those.
  * File records are {"user_id", "last_integrated_client_version",
  * "query_version", "subscriptions", "last_seen"} ("last_seen" in ms).
+ * Notice records are {"collection", "reason", "server_version", "object"},
+ * "object" the text of {"id": <id>, "server_document": <document or
+ * null>} in one-line canonical Extended JSON, which keeps every value's
+ * type exactly.
  * Numbers inside values are in native byte order, like every realmfs
  * LMDB file.
  */
@@ -42,7 +49,7 @@
 #include <string.h>
 
 enum {
-    DATABASE_COUNT = 7,
+    DATABASE_COUNT = 8,
     MESSAGE_SIZE = 256,
 };
 
@@ -61,6 +68,7 @@ struct sync_store {
     MDB_dbi tombstones;
     MDB_dbi history;
     MDB_dbi files;
+    MDB_dbi notices;
     size_t max_key_size;
 };
 
@@ -969,6 +977,245 @@ static int trim_tombstones(const sync_call *call, int64_t cutoff_ms)
 }
 
 /* ------------------------------------------------------------------ */
+/* Notices                                                             */
+
+/* A notice's key: its file, the client version of its changeset and its
+ * position in its upload, each as 8 big-endian bytes, so that a file's
+ * notices lie together in the order they were sent. */
+typedef struct notice_key {
+    uint8_t bytes[3 * sizeof(lmdb_number_key)];
+} notice_key;
+
+static MDB_val notice_key_value(notice_key *key, uint64_t file_identity, uint64_t client_version,
+                                uint64_t position)
+{
+    const uint64_t parts[] = { file_identity, client_version, position };
+    for (size_t index = 0; index < 3; index++) {
+        lmdb_number_key part;
+        lmdb_number_key_value(&part, parts[index]);
+        memcpy(key->bytes + index * sizeof part.bytes, part.bytes, sizeof part.bytes);
+    }
+    return (MDB_val){ .mv_size = sizeof key->bytes, .mv_data = key->bytes };
+}
+
+/* The file identity (and client version) a notice key holds. */
+static int decode_notice_key(const sync_call *call, const MDB_val *key, uint64_t *file_identity,
+                             uint64_t *client_version)
+{
+    if (key->mv_size != sizeof(notice_key))
+        return lmdb_fail(&call->lmdb, -EIO, "a notice key is damaged");
+    MDB_val part = { .mv_size = sizeof(lmdb_number_key), .mv_data = key->mv_data };
+    int result = lmdb_number_key_decode(&call->lmdb, &part, file_identity);
+    part.mv_data = (char *)key->mv_data + sizeof(lmdb_number_key);
+    return result == 0 ? lmdb_number_key_decode(&call->lmdb, &part, client_version) : result;
+}
+
+void sync_store_notice_clear(sync_store_notice *notice)
+{
+    free(notice->collection);
+    json_decref(notice->id);
+    free(notice->reason);
+    json_decref(notice->server_document);
+    *notice = (sync_store_notice){ 0 };
+}
+
+void sync_store_notices_free(sync_store_notice *notices, size_t count)
+{
+    if (notices == NULL)
+        return;
+    for (size_t index = 0; index < count; index++)
+        sync_store_notice_clear(&notices[index]);
+    free(notices);
+}
+
+static int put_notice(const sync_call *call, const sync_store_notice *notice, uint64_t position,
+                      uint64_t server_version)
+{
+    if (notice->collection == NULL || notice->id == NULL || notice->reason == NULL)
+        return lmdb_fail(&call->lmdb, -EINVAL, "a notice needs a collection, an id and a reason");
+    json_t *file;
+    int result = load_file_record(call, notice->file_identity, &file);
+    if (result != 0)
+        return result;
+    json_decref(file);
+    json_t *object = json_pack("{s:O, s:O?}", "id", notice->id, "server_document",
+                               notice->server_document);
+    char *object_text = object != NULL ? ejson_format_line(object, NULL) : NULL;
+    json_decref(object);
+    json_t *record = NULL;
+    if (object_text != NULL)
+        record = json_pack("{s:s, s:s, s:I, s:s}", "collection", notice->collection, "reason",
+                           notice->reason, "server_version", (json_int_t)server_version,
+                           "object", object_text);
+    free(object_text);
+    if (record == NULL)
+        return lmdb_fail(&call->lmdb, -EINVAL, "a notice cannot be written as JSON (text "
+                                               "that is not UTF-8, or out of memory)");
+    notice_key key_bytes;
+    MDB_val key = notice_key_value(&key_bytes, notice->file_identity, notice->client_version,
+                                   position);
+    result = lmdb_put_json_record(&call->lmdb, call->store->notices, &key, record, 0);
+    json_decref(record);
+    return result;
+}
+
+static int integrate_upload(const sync_call *call, const changeset *changesets, size_t count,
+                            const sync_store_notice *notices, size_t notice_count,
+                            int64_t now_ms, sync_store_integration *results)
+{
+    uint64_t before;
+    int result = get_server_version(call, &before);
+    if (result == 0)
+        result = integrate(call, changesets, count, now_ms, results);
+    uint64_t after = before;
+    if (result == 0)
+        result = get_server_version(call, &after);
+    if (result == 0 && notice_count > 0 && after == before)
+        return lmdb_fail(&call->lmdb, -EINVAL, "notices of an upload that integrates nothing");
+    for (size_t index = 0; index < notice_count && result == 0; index++)
+        result = put_notice(call, &notices[index], index, after);
+    return result;
+}
+
+static int read_notice_string(const sync_call *call, const json_t *record, const char *name,
+                              const char **text)
+{
+    *text = json_string_value(json_object_get(record, name));
+    return *text != NULL ? 0 : lmdb_fail(&call->lmdb, -EIO, "a notice record is damaged");
+}
+
+/* The id and the server's document of a notice record. */
+static int read_notice_object(const sync_call *call, const char *text, sync_store_notice *notice)
+{
+    ejson_error error;
+    json_t *object = ejson_parse(text, strlen(text), &error);
+    if (object == NULL)
+        return lmdb_fail(&call->lmdb, -EIO, "a notice record is damaged: %s", error.message);
+    json_t *document = json_object_get(object, "server_document");
+    notice->id = json_incref(json_object_get(object, "id"));
+    notice->server_document = json_is_null(document) ? NULL : json_incref(document);
+    json_decref(object);
+    if (notice->id == NULL || document == NULL)
+        return lmdb_fail(&call->lmdb, -EIO, "a notice record is damaged");
+    return 0;
+}
+
+static int notice_from_record(const sync_call *call, const MDB_val *key, const json_t *record,
+                              sync_store_notice *notice)
+{
+    *notice = (sync_store_notice){ 0 };
+    const char *collection, *reason, *object;
+    int result = decode_notice_key(call, key, &notice->file_identity, &notice->client_version);
+    if (result == 0)
+        result = read_notice_string(call, record, "collection", &collection);
+    if (result == 0)
+        result = read_notice_string(call, record, "reason", &reason);
+    if (result == 0)
+        result = read_notice_string(call, record, "object", &object);
+    if (result == 0 && !read_record_number(record, "server_version", &notice->server_version))
+        result = lmdb_fail(&call->lmdb, -EIO, "a notice record is damaged");
+    if (result == 0)
+        result = read_notice_object(call, object, notice);
+    if (result == 0) {
+        notice->collection = strdup(collection);
+        notice->reason = strdup(reason);
+        if (notice->collection == NULL || notice->reason == NULL)
+            result = fail_out_of_memory(call);
+    }
+    if (result != 0)
+        sync_store_notice_clear(notice);
+    return result;
+}
+
+/* Decides about one notice record during a walk: *remove deletes it. */
+typedef int notice_step(const sync_call *call, const MDB_val *key, const json_t *record,
+                        uint64_t server_version, void *context, bool *remove);
+
+/* Walks the notices of one file (every notice when file_identity is 0). */
+static int walk_notices(const sync_call *call, uint64_t file_identity, notice_step *step,
+                        void *context)
+{
+    MDB_cursor *cursor;
+    int code = mdb_cursor_open(call->lmdb.transaction, call->store->notices, &cursor);
+    if (code != 0)
+        return lmdb_fail_mdb(&call->lmdb, code, "mdb_cursor_open");
+    notice_key start_bytes;
+    MDB_val key = notice_key_value(&start_bytes, file_identity, 0, 0), value;
+    int result = 0;
+    /* After mdb_cursor_del the cursor already stands on the next record,
+     * which MDB_NEXT then returns. */
+    for (code = mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE); code == 0 && result == 0;
+         code = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)) {
+        uint64_t file, client_version, server_version;
+        result = decode_notice_key(call, &key, &file, &client_version);
+        if (result != 0 || (file_identity != 0 && file != file_identity))
+            break;
+        json_t *record;
+        result = lmdb_parse_json_record(&call->lmdb, &value, &record);
+        if (result != 0)
+            break;
+        bool remove = false;
+        if (!read_record_number(record, "server_version", &server_version))
+            result = lmdb_fail(&call->lmdb, -EIO, "a notice record is damaged");
+        else
+            result = step(call, &key, record, server_version, context, &remove);
+        json_decref(record);
+        if (result == 0 && remove)
+            code = mdb_cursor_del(cursor, 0);
+        if (code != 0)
+            break;
+    }
+    return lmdb_cursor_finish(&call->lmdb, cursor, result, code,
+                              "mdb_cursor_get/mdb_cursor_del");
+}
+
+typedef struct unseen_notices {
+    uint64_t last_server_version;
+    sync_store_notice *notices;
+    size_t count;
+    size_t capacity;
+} unseen_notices;
+
+static int take_unseen_notice(const sync_call *call, const MDB_val *key, const json_t *record,
+                              uint64_t server_version, void *context, bool *remove)
+{
+    unseen_notices *unseen = context;
+    *remove = server_version <= unseen->last_server_version;
+    if (*remove)
+        return 0;
+    if (unseen->count == unseen->capacity) {
+        size_t capacity = unseen->capacity == 0 ? 4 : unseen->capacity * 2;
+        sync_store_notice *notices = realloc(unseen->notices, capacity * sizeof *notices);
+        if (notices == NULL)
+            return fail_out_of_memory(call);
+        unseen->notices = notices;
+        unseen->capacity = capacity;
+    }
+    int result = notice_from_record(call, key, record, &unseen->notices[unseen->count]);
+    if (result == 0)
+        unseen->count++;
+    return result;
+}
+
+/* Drops the notices below the oldest version of the history. */
+static int trim_notice(const sync_call *call, const MDB_val *key, const json_t *record,
+                       uint64_t server_version, void *context, bool *remove)
+{
+    (void)call;
+    (void)key;
+    (void)record;
+    *remove = server_version < *(const uint64_t *)context;
+    return 0;
+}
+
+static int trim_notices(const sync_call *call)
+{
+    uint64_t oldest;
+    int result = get_oldest_history(call, &oldest);
+    return result == 0 ? walk_notices(call, 0, trim_notice, &oldest) : result;
+}
+
+/* ------------------------------------------------------------------ */
 /* Reading objects                                                     */
 
 /* The record of object id (of the call's collection) in database: 0
@@ -1077,7 +1324,7 @@ static int open_databases(const sync_call *call)
         { "meta", &store->meta },           { "collections", &store->collections },
         { "states", &store->states },       { "documents", &store->documents },
         { "tombstones", &store->tombstones }, { "history", &store->history },
-        { "files", &store->files },
+        { "files", &store->files },         { "notices", &store->notices },
     };
     _Static_assert(sizeof databases / sizeof databases[0] == DATABASE_COUNT,
                    "every database is opened");
@@ -1246,20 +1493,51 @@ int sync_store_touch_file(sync_store *store, uint64_t identity, int64_t now_ms)
     return finish_call(&call, update_file(&call, identity, "last_seen", json_integer(now_ms)));
 }
 
-int sync_store_integrate(sync_store *store, const changeset *changesets, size_t count,
-                         int64_t now_ms, sync_store_integration *results)
+int sync_store_integrate_upload(sync_store *store, const changeset *changesets, size_t count,
+                                const sync_store_notice *notices, size_t notice_count,
+                                int64_t now_ms, sync_store_integration *results)
 {
     sync_call call = new_call(store, "integrate changesets", NULL);
     for (size_t index = 0; index < count; index++)
         results[index] = (sync_store_integration){ 0 };
     int result = begin_call(&call, true);
     if (result == 0)
-        result = finish_call(&call, integrate(&call, changesets, count, now_ms, results));
+        result = finish_call(&call, integrate_upload(&call, changesets, count, notices,
+                                                     notice_count, now_ms, results));
     if (result != 0) {
         for (size_t index = 0; index < count; index++)
             sync_store_integration_clear(&results[index]);
     }
     return result;
+}
+
+int sync_store_integrate(sync_store *store, const changeset *changesets, size_t count,
+                         int64_t now_ms, sync_store_integration *results)
+{
+    return sync_store_integrate_upload(store, changesets, count, NULL, 0, now_ms, results);
+}
+
+int sync_store_take_unseen_notices(sync_store *store, uint64_t file_identity,
+                                   uint64_t last_server_version, sync_store_notice **notices,
+                                   size_t *count)
+{
+    *notices = NULL;
+    *count = 0;
+    sync_call call = new_call(store, "take unseen notices", NULL);
+    if (file_identity == 0)
+        return lmdb_fail(&call.lmdb, -EINVAL, "file identity 0 is no file");
+    int result = begin_call(&call, true);
+    if (result != 0)
+        return result;
+    unseen_notices unseen = { .last_server_version = last_server_version };
+    result = finish_call(&call, walk_notices(&call, file_identity, take_unseen_notice, &unseen));
+    if (result != 0) {
+        sync_store_notices_free(unseen.notices, unseen.count);
+        return result;
+    }
+    *notices = unseen.notices;
+    *count = unseen.count;
+    return 0;
 }
 
 int sync_store_get_document(sync_store *store, const char *collection, const json_t *id,
@@ -1307,6 +1585,8 @@ int sync_store_trim_history(sync_store *store, int64_t cutoff_ms)
     result = trim_history_records(&call, cutoff_ms, &removed);
     if (result == 0)
         result = trim_tombstones(&call, cutoff_ms);
+    if (result == 0)
+        result = trim_notices(&call);
     result = finish_call(&call, result);
     if (result != 0)
         return result;

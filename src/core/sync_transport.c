@@ -75,7 +75,10 @@ static void connection_free(sync_transport_connection *connection)
         free(frame);
     }
     free(connection->incoming);
-    free(connection->authorization);
+    if (connection->authorization) {
+        explicit_bzero(connection->authorization, strlen(connection->authorization));
+        free(connection->authorization);
+    }
     free(connection->host);
     free(connection->path);
     free(connection);

@@ -68,6 +68,8 @@ typedef struct fs_node {
     int64_t pending_modified_ns;
     unsigned open_writers;    /* handles open for writing: each may hold a draft */
     fs_handle *latest_draft;  /* the handle written to last, while its draft is unsaved */
+    fs_handle *open_documents; /* documents: the open handles, newest first (they keep
+                                  their snapshot once the object is deleted) */
     struct fs_node *name_next; /* chain in the (parent, name) table */
 } fs_node;
 
@@ -75,6 +77,7 @@ struct fs_handle {
     struct fs_context *fs;
     fs_node *node;
     int fd;                   /* scratch files: the backing file; else -1 */
+    fs_handle *next_open_document; /* in node->open_documents */
     char *data;               /* snapshot (read-only) or draft (writable) */
     size_t size;
     size_t capacity;

@@ -469,6 +469,15 @@ static void fill_file(fs_context *fs, struct stat *st, mode_t mode, size_t size,
     st->st_mtim = st->st_ctim = st->st_atim = timespec_of_ns(mtime);
 }
 
+/* A document as one of its handles has it; linked: its name still
+ * leads to it (else nlink 0). */
+static void fill_from_handle(fs_context *fs, struct stat *st, mode_t mode,
+                             const fs_handle *handle, bool linked)
+{
+    fill_file(fs, st, mode, handle->size, handle->dirty ? now_ns() : handle->modified_ns);
+    st->st_nlink = linked;
+}
+
 static int generated_text(fs_context *fs, const fs_node *node, char **text, size_t *size)
 {
     return node->kind == FS_NODE_STATUS ? fs_control_status_text(fs, text, size)
@@ -486,6 +495,12 @@ static int generated_text(fs_context *fs, const fs_node *node, char **text, size
  * snapshot and a writer its draft, so neither's reads are cut to the
  * other's length.  Otherwise (stat, fstat) it is that of the draft written
  * last, as on a disk file, or else of the stored version.
+ *
+ * A document deleted while open (unlinked, renamed over, or deleted by a
+ * download) keeps answering through its open handles, as a disk file's
+ * inode does, with no link left: fstat on an open descriptor works.  The
+ * kernel names no handle for fstat, so any open handle of the node
+ * answers, from its snapshot or draft.
  */
 static int node_attributes(fs_context *fs, fs_node *node, const fs_handle *asking,
                            struct stat *st, double *timeout)
@@ -526,8 +541,10 @@ static int node_attributes(fs_context *fs, fs_node *node, const fs_handle *askin
         mode_t mode = document_mode(fs, node);
         if (!(asking && asking->node == node && asking->fd < 0))
             asking = node->latest_draft;
+        if (!asking && node->parent == 0)
+            asking = node->open_documents;
         if (asking) {
-            fill_file(fs, st, mode, asking->size, asking->dirty ? now_ns() : asking->modified_ns);
+            fill_from_handle(fs, st, mode, asking, node->parent != 0);
             return 0;
         }
         if (node->pending) {
@@ -544,6 +561,10 @@ static int node_attributes(fs_context *fs, fs_node *node, const fs_handle *askin
             error = load_document(fs, node, &text, &size, &info);
             if (!error)
                 free(text);
+        }
+        if (error == -ENOENT && node->open_documents) {
+            fill_from_handle(fs, st, mode, node->open_documents, false);
+            return 0;
         }
         if (error)
             return error;
@@ -837,6 +858,23 @@ static fs_handle *handle_new(fs_context *fs, fs_node *node)
     return handle;
 }
 
+/* A document's open handles answer for it once it is deleted
+ * (node_attributes). */
+static void handle_track_document(fs_handle *handle)
+{
+    handle->next_open_document = handle->node->open_documents;
+    handle->node->open_documents = handle;
+}
+
+static void handle_untrack_document(fs_handle *handle)
+{
+    fs_handle **link = &handle->node->open_documents;
+    while (*link && *link != handle)
+        link = &(*link)->next_open_document;
+    if (*link)
+        *link = handle->next_open_document;
+}
+
 static void handle_free(fs_handle *handle)
 {
     if (handle->writable && handle->dirty && !handle->written && handle->node->parent != 0)
@@ -847,6 +885,8 @@ static void handle_free(fs_handle *handle)
         handle->node->open_writers--;
     if (handle->node && handle->node->latest_draft == handle)
         handle->node->latest_draft = NULL;
+    if (handle->node)
+        handle_untrack_document(handle);
     for (size_t i = 0; i < handle->extra_count; i++)
         free(handle->extra_names[i]);
     free(handle->extra_names);
@@ -966,6 +1006,8 @@ static int open_node(fs_context *fs, fs_node *node, int flags, mode_t mode,
     case FS_NODE_SCHEMA:
     case FS_NODE_SUBSCRIPTION:
         error = open_document(fs, node, flags, handle, fi);
+        if (!error)
+            handle_track_document(handle);
         break;
     case FS_NODE_MARK:
         /* what is written is dropped (op_write): opening is the request */

@@ -8,7 +8,8 @@
  *
  * A synced mount (--server) checks its login in the parent, before the
  * fork, and runs a sync thread (sync_client.h) in the daemon from just
- * after mounting until just before the store closes.
+ * after mounting until just before the store closes; the thread connects
+ * with the session token the check got, so the mount logs in only once.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -199,12 +200,13 @@ static void invalidate_schema(const char *collection, void *context)
     fs_notify_schema_changed(collection);
 }
 
-static int start_sync(const mount_options *options, fs_context *fs, sync_client **client,
-                      daemon_link *link)
+static int start_sync(const mount_options *options, const char *session_token, fs_context *fs,
+                      sync_client **client, daemon_link *link)
 {
     sync_client_options sync_options = {.server_url = options->server_url,
                                         .app_id = options->app_id,
                                         .authorization = options->authorization,
+                                        .session_token = session_token,
                                         .ca_file = options->ca_file,
                                         .mountpoint = fs->mountpoint};
     sync_client_listener listener = {.changed = invalidate_downloaded,
@@ -229,9 +231,10 @@ static void stop_sync(sync_client *client, bool foreground)
                 left == 1 ? "s" : "");
 }
 
-/* Everything after the fork (or in the foreground): open, mount, serve. */
-static int serve(const mount_options *options, const char *mountpoint, const char *data,
-                 daemon_link *link)
+/* Everything after the fork (or in the foreground): open, mount, serve.
+ * session_token: the login check's ("" or NULL: none). */
+static int serve(const mount_options *options, const char *session_token,
+                 const char *mountpoint, const char *data, daemon_link *link)
 {
     fs_context fs = {.data_directory = (char *)data, .mountpoint = (char *)mountpoint,
                      .scratch_directory_fd = -1, .uid = getuid(), .gid = getgid()};
@@ -295,7 +298,7 @@ static int serve(const mount_options *options, const char *mountpoint, const cha
         report_failure(link, "cannot start the notification thread: %s", strerror(-error));
         goto done;
     }
-    if (options->server_url && start_sync(options, &fs, &sync, link) != 0)
+    if (options->server_url && start_sync(options, session_token, &fs, &sync, link) != 0)
         goto done;
     if (options->foreground)
         fprintf(stderr, "realmfs: serving %s at %s\n", data, mountpoint);
@@ -341,7 +344,8 @@ static bool store_has_synced(const char *data)
  * it mounts with a warning and its changes wait in the outbox.  A first
  * mount needs the server, or a wrong password would only show later.
  */
-static int check_login(const mount_options *options, const char *data)
+static int check_login(const mount_options *options, const char *data,
+                       char session_token[AUTH_SESSION_TOKEN_SIZE])
 {
     sync_client_options sync_options = {.server_url = options->server_url,
                                         .app_id = options->app_id,
@@ -349,7 +353,8 @@ static int check_login(const mount_options *options, const char *data)
                                         .ca_file = options->ca_file};
     char message[512];
     sync_login_result result =
-        sync_client_check_login(&sync_options, MOUNT_LOGIN_TIMEOUT_MS, message, sizeof message);
+        sync_client_check_login(&sync_options, MOUNT_LOGIN_TIMEOUT_MS, session_token, message,
+                                sizeof message);
     if (result == SYNC_LOGIN_ACCEPTED)
         return 0;
     if (result == SYNC_LOGIN_UNREACHABLE && store_has_synced(data)) {
@@ -414,14 +419,15 @@ int mount_run(const mount_options *options)
         }
         free(relative);
     }
-    if (options->server_url && check_login(options, data) != 0) {
+    char session_token[AUTH_SESSION_TOKEN_SIZE] = "";
+    if (options->server_url && check_login(options, data, session_token) != 0) {
         free(data);
         return 1;
     }
     int status;
     if (options->foreground || options->debug) {
         daemon_link link = {.report_fd = -1};
-        status = serve(options, mountpoint, data, &link);
+        status = serve(options, session_token, mountpoint, data, &link);
     } else {
         int pipe_fds[2];
         if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
@@ -440,7 +446,7 @@ int mount_run(const mount_options *options)
             if (chdir("/") != 0)
                 _exit(1);
             daemon_link link = {.report_fd = pipe_fds[1]};
-            status = serve(options, mountpoint, data, &link);
+            status = serve(options, session_token, mountpoint, data, &link);
             free(data);
             _exit(status);
         } else {
@@ -448,6 +454,7 @@ int mount_run(const mount_options *options)
             status = wait_for_daemon(pipe_fds[0], child);
         }
     }
+    explicit_bzero(session_token, sizeof session_token);
     free(data);
     return status;
 }

@@ -13,6 +13,14 @@
  * outbox, the subscriptions and the answers to them.  The thread keeps
  * only per-connection bookkeeping, so a lost connection costs nothing but
  * a re-bind: the server skips changesets it already integrated.
+ *
+ * Logging in: the first connection presents the mount's credential; the
+ * server answers with a session token (a login message), which the thread
+ * keeps in memory only and presents on every later connection, so that a
+ * reconnect costs the server no password hash and an anonymous mount stays
+ * the same user.  A refused token is forgotten, and the next connection
+ * logs in with the credential again, once; an anonymous mount cannot, and
+ * stops syncing (docs/sync.md).
  */
 #include "sync_client.h"
 
@@ -24,9 +32,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "realmfs/auth.h"
 #include "realmfs/ejson.h"
 #include "realmfs/object_name.h"
 #include "realmfs/protocol.h"
@@ -81,7 +91,7 @@ typedef struct sync_upload_in_flight {
 struct sync_client {
     char *server_url;
     char *app_id;
-    char *authorization;
+    char *authorization; /* the mount's credential */
     char *ca_file;
     char *mountpoint;
     store *store;
@@ -97,6 +107,8 @@ struct sync_client {
     _Atomic int64_t drain_deadline_ms;
 
     /* Everything below belongs to the sync thread. */
+    char session_token[AUTH_SESSION_TOKEN_SIZE]; /* "": none yet, or refused */
+    bool connected_with_token; /* the connection presented session_token */
     sync_transport *transport;
     sync_transport_connection *connection;
     bool bound;                  /* bind sent, and the file has an identity */
@@ -446,7 +458,8 @@ static json_t *object_record(const char *collection, const json_t *id,
  * version at once, and the error log keeps what the user had.  The
  * download that acknowledges the upload comes after this error, and
  * changes nothing more of the object: the refused write never reached
- * the mirror.
+ * the mirror.  The server sends the error again after a reconnection
+ * when the mount may have missed it; one it handled before is ignored.
  */
 static void revert_refused_write(sync_client *client, const protocol_error_body *error)
 {
@@ -460,6 +473,8 @@ static void revert_refused_write(sync_client *client, const protocol_error_body 
     size_t count = 0;
     int failed = store_revert_refused_write(client->store, write->collection, write->id,
                                             write->client_version, &rejected, &changes, &count);
+    if (failed == 1)
+        return;
     char path[PATH_MAX], file[PATH_MAX + 1];
     object_path(write->collection, write->id, path, sizeof path);
     snprintf(file, sizeof file, "%s/%s", client->mountpoint, path);
@@ -553,13 +568,19 @@ static void begin_client_reset(sync_client *client, const char *reason)
 {
     store_sync_progress progress;
     char text[SYNC_STATUS_TEXT_MAX + 200];
-    if (store_begin_client_reset(client->store) != 0 ||
+    store_download_change *writable = NULL;
+    size_t count = 0;
+    if (store_begin_client_reset(client->store, &writable, &count) != 0 ||
         store_get_sync_progress(client->store, &progress) != 0) {
         snprintf(text, sizeof text, "%s; the client reset failed: %s", reason,
                  store_last_error());
         give_up(client, text);
         return;
     }
+    /* read-only objects became writable: their mode changed */
+    if (count && client->changed)
+        client->changed(writable, count, client->changed_context);
+    store_free_download_changes(writable, count);
     client->resetting = true;
     client->backoff_ms = SYNC_BACKOFF_FIRST_MS;
     snprintf(text, sizeof text, "%s; client reset: the mount downloads a fresh copy, then "
@@ -672,9 +693,23 @@ static void handle_download(sync_client *client, const protocol_download_body *d
                                   download->last_in_batch ? 1.0 : download->progress_estimate);
 }
 
+/* The token replaces the one before (a renewal) for every next connection. */
+static void keep_session_token(sync_client *client, const protocol_login_body *login)
+{
+    snprintf(client->session_token, sizeof client->session_token, "%s", login->token);
+}
+
+static void forget_session_token(sync_client *client)
+{
+    explicit_bzero(client->session_token, sizeof client->session_token);
+}
+
 static void handle_message(sync_client *client, const protocol_message *message)
 {
     switch (message->type) {
+    case PROTOCOL_MESSAGE_LOGIN:
+        keep_session_token(client, &message->body.login);
+        break;
     case PROTOCOL_MESSAGE_IDENT:
         if (store_set_file_identity(client->store, message->body.ident.file_identity) == 0) {
             session_bound(client);
@@ -789,6 +824,32 @@ static int next_retry_delay_ms(sync_client *client)
     return (int)(hint > delay ? hint : delay);
 }
 
+static bool is_anonymous_login(const char *authorization)
+{
+    return authorization && strcasecmp(authorization, "Anonymous") == 0;
+}
+
+/* The server refused the session token (expired, purged, user disabled):
+ * log in with the credential again at once, unless it is anonymous,
+ * which would make the mount another user. */
+static void session_token_refused(sync_client *client, const char *reason)
+{
+    char text[SYNC_STATUS_TEXT_MAX];
+    forget_session_token(client);
+    if (is_anonymous_login(client->authorization)) {
+        snprintf(text, sizeof text, "the server refused the session token of this anonymous "
+                 "mount (HTTP 401): %s; an anonymous mount cannot log in as the same user "
+                 "again: mount again to sync as a new anonymous user", reason);
+        give_up(client, text);
+        return;
+    }
+    snprintf(text, sizeof text, "the server refused the session token (HTTP 401): %s; logging "
+             "in again with the mount's credentials", reason);
+    log_problem(client, "", EACCES, text, NULL);
+    client->retry_at_ms = now_ms();
+    set_state(client, SYNC_STATE_OFFLINE, text);
+}
+
 static void on_closed(sync_transport_connection *connection, int close_code, int http_status,
                       const char *reason, void *context)
 {
@@ -801,6 +862,10 @@ static void on_closed(sync_transport_connection *connection, int close_code, int
     if (client->gave_up)
         return;
     char text[SYNC_STATUS_TEXT_MAX];
+    if (http_status == 401 && client->connected_with_token) {
+        session_token_refused(client, reason);
+        return;
+    }
     if (http_status == 400 || http_status == 401 || http_status == 403 || http_status == 404) {
         snprintf(text, sizeof text, "the server refused the connection (HTTP %d): %s",
                  http_status, reason);
@@ -828,9 +893,16 @@ static void open_connection(sync_client *client)
     char message[SYNC_STATUS_TEXT_MAX];
     set_state(client, SYNC_STATE_CONNECTING, NULL);
     client->last_received_ms = now_ms(); /* a connection attempt gets as long as silence */
+    char bearer[sizeof "Bearer " + AUTH_SESSION_TOKEN_SIZE];
+    client->connected_with_token = client->session_token[0] != '\0';
+    if (client->connected_with_token)
+        snprintf(bearer, sizeof bearer, "Bearer %s", client->session_token);
     int error = sync_transport_connect(client->transport, client->server_url, client->app_id,
-                                       client->authorization, &client_handlers, client,
-                                       &client->connection, message, sizeof message);
+                                       client->connected_with_token ? bearer
+                                                                    : client->authorization,
+                                       &client_handlers, client, &client->connection, message,
+                                       sizeof message);
+    explicit_bzero(bearer, sizeof bearer);
     if (error == -EINVAL) {
         give_up(client, message);
     } else if (error) {
@@ -958,6 +1030,7 @@ static void *sync_thread_main(void *argument)
 
 static void free_client(sync_client *client)
 {
+    forget_session_token(client);
     if (client->authorization) {
         explicit_bzero(client->authorization, strlen(client->authorization));
         free(client->authorization);
@@ -983,6 +1056,9 @@ int sync_client_start(const sync_client_options *options, store *store, error_lo
     client->server_url = strdup(options->server_url);
     client->app_id = strdup(options->app_id);
     client->authorization = copy_or_null(options->authorization);
+    if (options->session_token)
+        snprintf(client->session_token, sizeof client->session_token, "%s",
+                 options->session_token);
     client->ca_file = copy_or_null(options->ca_file);
     client->mountpoint = strdup(options->mountpoint);
     client->store = store;
@@ -1034,15 +1110,33 @@ void sync_client_stop(sync_client *client, int drain_ms, uint64_t *left)
 typedef struct login_check {
     bool done;
     sync_login_result result;
+    char *session_token;
     char *message;
     size_t message_size;
 } login_check;
 
+/* Accepted; the check ends with the login message. */
 static void on_login_connected(sync_transport_connection *connection, void *context)
 {
+    (void)connection;
     login_check *check = context;
     check->result = SYNC_LOGIN_ACCEPTED;
-    sync_transport_close(connection);
+}
+
+static void on_login_received(sync_transport_connection *connection, const char *text,
+                              size_t length, void *context)
+{
+    login_check *check = context;
+    protocol_message message;
+    protocol_error error;
+    if (protocol_parse(text, length, &message, &error) != 0)
+        return;
+    if (message.type == PROTOCOL_MESSAGE_LOGIN) {
+        snprintf(check->session_token, AUTH_SESSION_TOKEN_SIZE, "%s", message.body.login.token);
+        explicit_bzero(message.body.login.token, strlen(message.body.login.token));
+        sync_transport_close(connection);
+    }
+    protocol_message_clear(&message);
 }
 
 static void on_login_closed(sync_transport_connection *connection, int close_code,
@@ -1071,14 +1165,17 @@ static void on_login_closed(sync_transport_connection *connection, int close_cod
 
 static const sync_transport_handlers login_handlers = {
     .connected = on_login_connected,
+    .received = on_login_received,
     .closed = on_login_closed,
 };
 
 sync_login_result sync_client_check_login(const sync_client_options *options, int timeout_ms,
+                                          char session_token[AUTH_SESSION_TOKEN_SIZE],
                                           char *message, size_t message_size)
 {
-    login_check check = {.result = SYNC_LOGIN_UNREACHABLE, .message = message,
-                         .message_size = message_size};
+    session_token[0] = '\0';
+    login_check check = {.result = SYNC_LOGIN_UNREACHABLE, .session_token = session_token,
+                         .message = message, .message_size = message_size};
     snprintf(message, message_size, "the server did not answer within %d ms", timeout_ms);
     sync_transport *transport;
     if (open_transport(options->ca_file, &transport, message, message_size) != 0)

@@ -11,7 +11,9 @@
  * called by the thread that started it.
  *
  * Credentials: the Authorization header value is copied into the client's
- * memory and wiped when it is freed; nothing here writes it anywhere.
+ * memory and wiped when it is freed; nothing here writes it anywhere.  So
+ * is the session token the server hands out after a login (auth.h), with
+ * which the client reconnects.
  */
 #ifndef REALMFS_SYNC_CLIENT_H
 #define REALMFS_SYNC_CLIENT_H
@@ -19,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "realmfs/auth.h"
 #include "realmfs/error_log.h"
 #include "realmfs/store.h"
 #include "sync_status.h"
@@ -27,6 +30,7 @@ typedef struct sync_client_options {
     const char *server_url;    /* ws://HOST:PORT or wss://HOST:PORT[/prefix] */
     const char *app_id;
     const char *authorization; /* the Authorization header value (auth.h forms) */
+    const char *session_token; /* to connect with first; NULL or "": log in with authorization */
     const char *ca_file;       /* wss:// trusts these CAs; NULL: the system's */
     const char *mountpoint;    /* where the objects show: the error log names files there */
 } sync_client_options;
@@ -41,11 +45,15 @@ typedef enum sync_login_result {
 /*
  * Open one connection with these options and close it again, waiting at
  * most timeout_ms: whether the server accepts the login for the app.
- * message says why when it does not ("the server refused the login (HTTP
- * 401): ...").  Returns SYNC_LOGIN_UNREACHABLE too when the transport
- * cannot even be set up (with the reason in message).
+ * session_token receives the token of the login, for
+ * sync_client_options.session_token, so that the mount logs in once (and
+ * an anonymous mount is one user); "" when none came.  The caller wipes
+ * it.  message says why the login failed ("the server refused the login
+ * (HTTP 401): ...").  Returns SYNC_LOGIN_UNREACHABLE too when the
+ * transport cannot even be set up (with the reason in message).
  */
 sync_login_result sync_client_check_login(const sync_client_options *options, int timeout_ms,
+                                          char session_token[AUTH_SESSION_TOKEN_SIZE],
                                           char *message, size_t message_size);
 
 /*

@@ -17,9 +17,12 @@
  * Authentication runs in the upgrade request (LWS_CALLBACK_HTTP_CONFIRM_
  * UPGRADE), where an HTTP status can still be answered.  libwebsockets
  * gives the WebSocket a fresh per-session data after that, so the user
- * travels to LWS_CALLBACK_ESTABLISHED as the wsi's opaque user data.
- * Password hashing takes tens of milliseconds per login on this thread:
- * other connections wait that long; see docs/server.md.
+ * (and the login message, if any) travels to LWS_CALLBACK_ESTABLISHED as
+ * the wsi's opaque user data.  Password and API key hashing takes tens of
+ * milliseconds per login on this thread, during which other connections
+ * wait: so a login with a credential gets a session token (auth.h) in a
+ * login message, the connection's first frame, and reconnects with the
+ * token cost a lookup instead; see docs/server.md.
  */
 #include "server.h"
 
@@ -61,6 +64,7 @@ typedef struct server {
     struct lws_context *context;
     char *websocket_path;
     lws_sorted_usec_list_t tick_timer;
+    int64_t session_lifetime_ms;
     int64_t next_trim_ms;
     size_t connection_count;
     bool shutting_down;
@@ -68,9 +72,22 @@ typedef struct server {
     bool finished;
 } server;
 
+/*
+ * What an upgrade request authenticated, for LWS_CALLBACK_ESTABLISHED:
+ * the user, and the login message to send first (a secret; NULL when the
+ * connection opened with a session token that is not due for renewal).
+ */
+typedef struct server_login {
+    auth_user user;
+    char *login_frame;
+    size_t login_frame_length;
+} server_login;
+
 typedef struct server_connection {
     sync_connection *engine_connection; /* NULL until established */
     char peer[64];
+    char *login_frame; /* not sent yet; as in server_login */
+    size_t login_frame_length;
     char *message; /* the message being received */
     size_t message_length;
     size_t message_capacity;
@@ -290,27 +307,103 @@ static bool offers_subprotocol(struct lws *wsi)
     return false;
 }
 
-static const char *provider_name(app_auth_provider provider)
+/* Wipes a login message, which holds a session token, and frees it. */
+static void free_login_frame(char *frame, size_t length)
 {
-    switch (provider) {
-    case APP_AUTH_ANONYMOUS:
-        return "anon-user";
-    case APP_AUTH_USER_PASSWORD:
-        return "local-userpass";
-    case APP_AUTH_API_KEY:
-        return "api-key";
-    case APP_AUTH_PROVIDER_COUNT:
-        break;
-    }
-    return "unknown";
+    if (!frame)
+        return;
+    explicit_bzero(frame, length);
+    free(frame);
+}
+
+static void server_login_free(server_login *login)
+{
+    auth_user_clear(&login->user);
+    free_login_frame(login->login_frame, login->login_frame_length);
+    free(login);
+}
+
+static int refuse_provider(app_auth_provider provider, char *reason, size_t reason_size)
+{
+    snprintf(reason, reason_size, "the %s provider is not enabled in auth/providers.json",
+             auth_provider_name(provider));
+    return -EACCES;
 }
 
 /*
- * The user the Authorization header names.  0; -EACCES with the reason
- * (never a secret) for a missing, malformed, wrong or refused credential;
- * another negative errno when authentication itself failed.
+ * A new session token for login->user, who logged in with provider, as
+ * the login message login->login_frame.  0, or a negative errno with the
+ * reason.
  */
-static int authenticate(server *server, struct lws *wsi, auth_user *user, char *reason,
+static int issue_session_token(server *server, app_auth_provider provider, server_login *login,
+                               char *reason, size_t reason_size)
+{
+    char token[AUTH_SESSION_TOKEN_SIZE];
+    auth_session session;
+    int result = auth_create_session(server->auth, login->user.id, provider,
+                                     server->session_lifetime_ms, token, &session);
+    if (result < 0) {
+        snprintf(reason, reason_size, "cannot store a session token: %s", auth_last_error());
+        return result;
+    }
+    protocol_message message;
+    protocol_message_init(&message, PROTOCOL_MESSAGE_LOGIN, 0);
+    message.body.login.user_id = login->user.id;
+    message.body.login.token = token;
+    message.body.login.expires = (uint64_t)session.expires_ms;
+    protocol_error error;
+    login->login_frame = protocol_serialize(&message, &login->login_frame_length, &error);
+    explicit_bzero(token, sizeof token);
+    if (!login->login_frame) {
+        snprintf(reason, reason_size, "cannot write the login message: %s", error.message);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+/*
+ * A session token logs in without a hash; it is renewed (a new token in
+ * a login message, the old one staying valid until it expires) once half
+ * its lifetime has passed, so that a client that keeps reconnecting never
+ * sees it expire.
+ */
+static int authenticate_session_token(server *server, const char *token, server_login *login,
+                                      char *reason, size_t reason_size)
+{
+    auth_session session;
+    int result = auth_verify_session_token(server->auth, token, &login->user, &session);
+    if (result < 0) {
+        snprintf(reason, reason_size, "%s", auth_last_error());
+        return result;
+    }
+    if (!app_config_provider_enabled(server->app, session.provider))
+        return refuse_provider(session.provider, reason, reason_size);
+    if (now_ms() - session.created_ms < server->session_lifetime_ms / 2)
+        return 0;
+    return issue_session_token(server, session.provider, login, reason, reason_size);
+}
+
+/* A login with a credential: always a new session token. */
+static int authenticate_credentials(server *server, const auth_credentials *credentials,
+                                    server_login *login, char *reason, size_t reason_size)
+{
+    if (!app_config_provider_enabled(server->app, credentials->provider))
+        return refuse_provider(credentials->provider, reason, reason_size);
+    int result = auth_authenticate(server->auth, credentials, &login->user);
+    if (result < 0) {
+        snprintf(reason, reason_size, "%s", auth_last_error());
+        return result;
+    }
+    return issue_session_token(server, credentials->provider, login, reason, reason_size);
+}
+
+/*
+ * The user the Authorization header names, and the login message to
+ * send.  0; -EACCES with the reason (never a secret) for a missing,
+ * malformed, wrong or refused credential or token; another negative errno
+ * when authentication itself failed.
+ */
+static int authenticate(server *server, struct lws *wsi, server_login *login, char *reason,
                         size_t reason_size)
 {
     int length = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
@@ -334,16 +427,12 @@ static int authenticate(server *server, struct lws *wsi, auth_user *user, char *
         snprintf(reason, reason_size, "%s", auth_last_error());
         return -EACCES;
     }
-    if (!app_config_provider_enabled(server->app, credentials.provider)) {
-        snprintf(reason, reason_size, "the %s provider is not enabled in auth/providers.json",
-                 provider_name(credentials.provider));
-        auth_credentials_clear(&credentials);
-        return -EACCES;
-    }
-    result = auth_authenticate(server->auth, &credentials, user);
+    if (credentials.session_token[0] != '\0')
+        result = authenticate_session_token(server, credentials.session_token, login, reason,
+                                            reason_size);
+    else
+        result = authenticate_credentials(server, &credentials, login, reason, reason_size);
     auth_credentials_clear(&credentials);
-    if (result < 0)
-        snprintf(reason, reason_size, "%s", auth_last_error());
     return result;
 }
 
@@ -374,13 +463,13 @@ static int confirm_upgrade(server *server, struct lws *wsi, const char *upgrade)
         return write_http_text(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "shutting down\n") == 0 ? 1
                                                                                              : -1;
 
-    auth_user *user = calloc(1, sizeof *user);
-    if (!user)
+    server_login *login = calloc(1, sizeof *login);
+    if (!login)
         return -1;
     char reason[512];
-    int result = authenticate(server, wsi, user, reason, sizeof reason);
+    int result = authenticate(server, wsi, login, reason, sizeof reason);
     if (result < 0) {
-        free(user);
+        server_login_free(login);
         if (result != -EACCES) {
             server_log(SERVER_LOG_ERROR, "cannot authenticate %s: %s", peer, reason);
             return write_http_text(wsi, HTTP_STATUS_INTERNAL_SERVER_ERROR,
@@ -392,18 +481,17 @@ static int confirm_upgrade(server *server, struct lws *wsi, const char *upgrade)
         return write_http_text(wsi, HTTP_STATUS_UNAUTHORIZED, "authentication failed\n") == 0 ? 1
                                                                                               : -1;
     }
-    lws_set_opaque_user_data(wsi, user);
+    lws_set_opaque_user_data(wsi, login);
     return 0;
 }
 
-static void forget_pending_user(struct lws *wsi)
+static void forget_pending_login(struct lws *wsi)
 {
-    auth_user *user = lws_get_opaque_user_data(wsi);
-    if (!user)
+    server_login *login = lws_get_opaque_user_data(wsi);
+    if (!login)
         return;
     lws_set_opaque_user_data(wsi, NULL);
-    auth_user_clear(user);
-    free(user);
+    server_login_free(login);
 }
 
 /* ---- WebSocket connections --------------------------------------------- */
@@ -415,20 +503,27 @@ static void wants_to_write(void *transport_context)
 
 static int open_connection(server *server, struct lws *wsi, server_connection *connection)
 {
-    auth_user *user = lws_get_opaque_user_data(wsi);
-    if (!user)
+    server_login *login = lws_get_opaque_user_data(wsi);
+    if (!login)
         return -1;
     peer_name(wsi, connection->peer, sizeof connection->peer);
-    connection->engine_connection = sync_engine_connect(server->engine, user, wsi, now_ms());
+    connection->engine_connection =
+        sync_engine_connect(server->engine, &login->user, wsi, now_ms());
     if (!connection->engine_connection) {
         server_log(SERVER_LOG_ERROR, "out of memory accepting a connection from %s",
                    connection->peer);
-        forget_pending_user(wsi);
+        forget_pending_login(wsi);
         return -1;
     }
     server->connection_count++;
-    server_log(SERVER_LOG_DEBUG, "connection from %s as user %s", connection->peer, user->id);
-    forget_pending_user(wsi);
+    server_log(SERVER_LOG_DEBUG, "connection from %s as user %s%s", connection->peer,
+               login->user.id, login->login_frame ? ", with a new session token" : "");
+    connection->login_frame = login->login_frame;
+    connection->login_frame_length = login->login_frame_length;
+    login->login_frame = NULL;
+    if (connection->login_frame)
+        lws_callback_on_writable(wsi);
+    forget_pending_login(wsi);
     return 0;
 }
 
@@ -436,6 +531,8 @@ static void close_connection(server *server, server_connection *connection)
 {
     free(connection->message);
     connection->message = NULL;
+    free_login_frame(connection->login_frame, connection->login_frame_length);
+    connection->login_frame = NULL;
     if (!connection->engine_connection)
         return;
     sync_engine_disconnect(server->engine, connection->engine_connection);
@@ -521,12 +618,43 @@ static int receive_data(server *server, struct lws *wsi, server_connection *conn
     return 0;
 }
 
-/* One frame per writable callback; then ask for another while the engine
- * has more; close once it says so. */
+/* One text frame; the copy of a secret one is wiped.  0, or -1 when the
+ * connection must be dropped. */
+static int write_text_frame(struct lws *wsi, const server_connection *connection,
+                            const char *frame, size_t length, bool secret)
+{
+    unsigned char *buffer = malloc(LWS_PRE + length);
+    if (!buffer) {
+        server_log(SERVER_LOG_ERROR, "out of memory sending to %s", connection->peer);
+        return -1;
+    }
+    memcpy(buffer + LWS_PRE, frame, length);
+    int written = lws_write(wsi, buffer + LWS_PRE, length, LWS_WRITE_TEXT);
+    if (secret)
+        explicit_bzero(buffer + LWS_PRE, length);
+    free(buffer);
+    if (written < 0 || (size_t)written < length) {
+        server_log(SERVER_LOG_INFO, "cannot send to %s: connection lost", connection->peer);
+        return -1;
+    }
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+/* One frame per writable callback, the login message before the
+ * engine's; then ask for another while the engine has more; close once
+ * it says so. */
 static int send_next_frame(server *server, struct lws *wsi, server_connection *connection)
 {
     if (!connection->engine_connection)
         return -1;
+    if (connection->login_frame) {
+        int result = write_text_frame(wsi, connection, connection->login_frame,
+                                      connection->login_frame_length, true);
+        free_login_frame(connection->login_frame, connection->login_frame_length);
+        connection->login_frame = NULL;
+        return result;
+    }
     size_t length;
     char *frame = sync_engine_next_frame(server->engine, connection->engine_connection, &length);
     if (!frame) {
@@ -536,22 +664,9 @@ static int send_next_frame(server *server, struct lws *wsi, server_connection *c
         lws_close_reason(wsi, (enum lws_close_status)close_code, NULL, 0);
         return -1;
     }
-    unsigned char *buffer = malloc(LWS_PRE + length);
-    if (!buffer) {
-        free(frame);
-        server_log(SERVER_LOG_ERROR, "out of memory sending to %s", connection->peer);
-        return -1;
-    }
-    memcpy(buffer + LWS_PRE, frame, length);
+    int result = write_text_frame(wsi, connection, frame, length, false);
     free(frame);
-    int written = lws_write(wsi, buffer + LWS_PRE, length, LWS_WRITE_TEXT);
-    free(buffer);
-    if (written < 0 || (size_t)written < length) {
-        server_log(SERVER_LOG_INFO, "cannot send to %s: connection lost", connection->peer);
-        return -1;
-    }
-    lws_callback_on_writable(wsi);
-    return 0;
+    return result;
 }
 
 static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -575,7 +690,7 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         return 0;
     case LWS_CALLBACK_WSI_DESTROY:
         /* An upgrade that failed after it was authenticated. */
-        forget_pending_user(wsi);
+        forget_pending_login(wsi);
         return 0;
     default:
         return lws_callback_http_dummy(wsi, reason, user, in, length);
@@ -592,7 +707,7 @@ static const struct lws_protocols server_protocols[] = {
     {0},
 };
 
-/* ---- Timer, history trimming, shutdown --------------------------------- */
+/* ---- Timer, history trimming, expired sessions, shutdown ---------------- */
 
 static void trim_history(server *server, int64_t now)
 {
@@ -607,13 +722,34 @@ static void trim_history(server *server, int64_t now)
     server->next_trim_ms = now + SERVER_TRIM_INTERVAL_MS;
 }
 
+/* With the history, as often: an expired token costs only its record. */
+static void purge_expired_sessions(server *server)
+{
+    int removed = auth_purge_expired_sessions(server->auth);
+    if (removed < 0)
+        server_log(SERVER_LOG_ERROR, "cannot purge expired session tokens: %s",
+                   auth_last_error());
+    else if (removed > 0)
+        server_log(SERVER_LOG_INFO, "purged %d expired session tokens", removed);
+}
+
+/* A session token lives as long as a client may stay offline: a client
+ * away longer needs a client reset anyway. */
+static int64_t session_lifetime_ms(const app_config *app)
+{
+    double lifetime = app_config_sync(app)->client_max_offline_days * MS_PER_DAY;
+    return lifetime < 1 ? 1 : lifetime >= (double)INT64_MAX ? INT64_MAX : (int64_t)lifetime;
+}
+
 static void tick(lws_sorted_usec_list_t *timer)
 {
     server *server = lws_container_of(timer, struct server, tick_timer);
     int64_t now = now_ms();
     sync_engine_tick(server->engine, now);
-    if (now >= server->next_trim_ms)
+    if (now >= server->next_trim_ms) {
         trim_history(server, now);
+        purge_expired_sessions(server);
+    }
     if (server->shutting_down && now >= server->shutdown_deadline_ms) {
         server_log(SERVER_LOG_WARN, "%zu connections did not close in time; dropping them",
                    server->connection_count);
@@ -732,7 +868,8 @@ static void install_signal_handlers(void)
 int server_run(const server_options *options, app_config *app, const rules *rules,
                sync_schema *schema, sync_store *store, auth *auth)
 {
-    server server = {.app = app, .store = store, .auth = auth};
+    server server = {.app = app, .store = store, .auth = auth,
+                     .session_lifetime_ms = session_lifetime_ms(app)};
     int exit_code = 1;
     configure_libwebsockets_log();
     server.websocket_path = websocket_path_for(app);
@@ -753,6 +890,7 @@ int server_run(const server_options *options, app_config *app, const rules *rule
         goto done;
 
     trim_history(&server, now_ms());
+    purge_expired_sessions(&server);
     lws_sul_schedule(server.context, 0, &server.tick_timer, tick, SERVER_TICK_MICROSECONDS);
     exit_code = 0;
     while (!server.finished) {

@@ -13,11 +13,13 @@
  *
  * Uploads are checked against the uploader's roles and the schemas
  * (sync_write_check.h): the refused objects get compensating writes,
- * queued first; the rest integrates before sync_engine_receive returns,
- * then fans out: the effect of every changed object on every bound
- * session's view, as far as that session may read it, is queued right
- * away (sync_download.h), the uploader's own session included, which
- * always gets a download as its acknowledgement.
+ * queued first and stored with the integration, so that a bind sends them
+ * again until the client's progress shows it received them; the rest
+ * integrates before sync_engine_receive returns, then fans out: the
+ * effect of every changed object on every bound session's view, as far
+ * as that session may read it, is queued right away (sync_download.h),
+ * the uploader's own session included, which always gets a download as
+ * its acknowledgement.
  *
  * A connection's user context (sync_user.h) is read at connect, and again
  * whenever the custom user data may have changed (an upload touched its
@@ -446,6 +448,41 @@ static void sync_session_send_schema(sync_engine *engine, sync_connection *conne
     sync_outbox_push_message(connection, &message);
 }
 
+/* One error per refused object (docs/protocol.md, "error"), queued
+ * before the download that acknowledges the upload, or, sent again at a
+ * bind, before the catch-up. */
+static void sync_session_send_compensating_writes(sync_connection *connection,
+                                                  const sync_session *session,
+                                                  const sync_store_notice *notices, size_t count)
+{
+    for (size_t index = 0; index < count; index++) {
+        const sync_store_notice *notice = &notices[index];
+        protocol_message message;
+        protocol_compensating_write *write = calloc(1, sizeof *write);
+        if (write == NULL ||
+            protocol_error_init(&message, session->id, PROTOCOL_ERROR_COMPENSATING_WRITE,
+                                notice->reason) != 0) {
+            free(write);
+            sync_connection_fail(connection, PROTOCOL_ERROR_INTERNAL, "out of memory");
+            return;
+        }
+        message.body.error.compensating_write = write;
+        *write = (protocol_compensating_write){
+            .collection = strdup(notice->collection),
+            .id = json_incref(notice->id),
+            .reason = strdup(notice->reason),
+            .server_document = json_incref(notice->server_document),
+            .client_version = notice->client_version,
+        };
+        if (write->collection == NULL || write->reason == NULL) {
+            protocol_message_clear(&message);
+            sync_connection_fail(connection, PROTOCOL_ERROR_INTERNAL, "out of memory");
+            return;
+        }
+        sync_outbox_push_message(connection, &message);
+    }
+}
+
 /*
  * A file's query is stored as its subscriptions plus, under this name,
  * what the permissions of its view depended on (sync_view_access_json),
@@ -783,6 +820,28 @@ static int sync_bind_resend_if_permissions_changed(sync_engine *engine,
     return result;
 }
 
+/*
+ * The compensating writes the client may have missed: the connection that
+ * carried one may have dropped before it arrived, while the upload was
+ * integrated all the same.  They precede the catch-up, which holds the
+ * acknowledgement that would otherwise drop the refused changes silently
+ * (docs/protocol.md, "error").
+ */
+static void sync_bind_resend_notices(sync_engine *engine, sync_connection *connection,
+                                     const sync_session *session, uint64_t last_server_version)
+{
+    sync_store_notice *notices;
+    size_t count;
+    int result = sync_store_take_unseen_notices(engine->store, session->file_identity,
+                                                last_server_version, &notices, &count);
+    if (result != 0) {
+        sync_connection_fail_internal(connection, "reading the compensating writes", result);
+        return;
+    }
+    sync_session_send_compensating_writes(connection, session, notices, count);
+    sync_store_notices_free(notices, count);
+}
+
 /* The subscriptions of a stored query (a new reference), and its
  * permissions (borrowed from stored, NULL when absent). */
 static json_t *sync_bind_stored_subscriptions(const json_t *stored, const json_t **access)
@@ -820,6 +879,9 @@ static void sync_bind_resume(sync_engine *engine, sync_connection *connection,
     session->query_version = file->query_version;
     session->last_integrated_client_version = file->last_integrated_client_version;
     sync_session_send_schema(engine, connection, session);
+    sync_bind_resend_notices(engine, connection, session, bind->last_server_version);
+    if (connection->error_code != 0)
+        return;
     if (bind->last_server_version < engine->server_version)
         sync_session_catch_up(engine, connection, session, bind->last_server_version, now_ms);
     if (session->failed || connection->error_code != 0)
@@ -1178,16 +1240,19 @@ static void sync_engine_record_integration(sync_engine *engine, sync_session *up
     }
 }
 
-/* Integrate what an upload may integrate, and queue its effects on
- * every session (the uploader's acknowledgement included). */
+/* Integrate what an upload may integrate, with the notices of what it
+ * may not, and queue its effects on every session (the uploader's
+ * acknowledgement included). */
 static void sync_engine_integrate(sync_engine *engine, sync_connection *connection,
                                   sync_session *session, const changeset *changesets,
-                                  size_t count, int64_t now_ms)
+                                  size_t count, const sync_store_notice *notices,
+                                  size_t notice_count, int64_t now_ms)
 {
     char text[300];
     sync_fan_out fan_out = {.changesets = changesets, .count = count};
     sync_store_integration *results = calloc(count ? count : 1, sizeof *results);
-    int result = results ? sync_store_integrate(engine->store, changesets, count, now_ms, results)
+    int result = results ? sync_store_integrate_upload(engine->store, changesets, count, notices,
+                                                       notice_count, now_ms, results)
                          : -ENOMEM;
     if (result == -ENOENT) {
         snprintf(text, sizeof text, "file identity %llu is unknown to this server: %s",
@@ -1214,39 +1279,33 @@ static void sync_engine_integrate(sync_engine *engine, sync_connection *connecti
     free(results);
 }
 
-/* One error per refused object (docs/protocol.md, "error"), queued
- * before the download that acknowledges the upload. */
-static void sync_session_send_compensating_writes(sync_connection *connection,
-                                                  const sync_session *session,
+/*
+ * The notices of the refused objects of an upload, one per object, in
+ * upload order: what the client is told now and, should it not receive
+ * it, at its next bind.  NULL when out of memory.
+ */
+static sync_store_notice *sync_session_notices_of(const sync_session *session,
                                                   const sync_write_check *check)
 {
-    for (size_t index = 0; index < check->refusal_count; index++) {
+    sync_store_notice *notices = calloc(check->refusal_count ? check->refusal_count : 1,
+                                        sizeof *notices);
+    for (size_t index = 0; notices != NULL && index < check->refusal_count; index++) {
         const sync_write_refusal *refusal = &check->refusals[index];
         char reason[512];
-        sync_message_text(refusal->reason, reason, sizeof reason);
-        protocol_message message;
-        protocol_compensating_write *write = calloc(1, sizeof *write);
-        if (write == NULL || protocol_error_init(&message, session->id,
-                                                 PROTOCOL_ERROR_COMPENSATING_WRITE, reason) != 0) {
-            free(write);
-            sync_connection_fail(connection, PROTOCOL_ERROR_INTERNAL, "out of memory");
-            return;
-        }
-        message.body.error.compensating_write = write;
-        *write = (protocol_compensating_write){
+        notices[index] = (sync_store_notice){
+            .file_identity = session->file_identity,
+            .client_version = refusal->client_version,
             .collection = strdup(refusal->collection),
             .id = json_incref(refusal->id),
-            .reason = strdup(reason),
+            .reason = strdup(sync_message_text(refusal->reason, reason, sizeof reason)),
             .server_document = json_incref(refusal->server_document),
-            .client_version = refusal->client_version,
         };
-        if (write->collection == NULL || write->reason == NULL) {
-            protocol_message_clear(&message);
-            sync_connection_fail(connection, PROTOCOL_ERROR_INTERNAL, "out of memory");
-            return;
+        if (notices[index].collection == NULL || notices[index].reason == NULL) {
+            sync_store_notices_free(notices, index + 1);
+            notices = NULL;
         }
-        sync_outbox_push_message(connection, &message);
     }
+    return notices;
 }
 
 /* The schemas changed: every bound session is told. */
@@ -1291,9 +1350,15 @@ static void sync_engine_upload(sync_engine *engine, sync_connection *connection,
         sync_connection_fail(connection, PROTOCOL_ERROR_INTERNAL, text);
         return;
     }
-    sync_session_send_compensating_writes(connection, session, &check);
+    sync_store_notice *notices = sync_session_notices_of(session, &check);
+    if (notices == NULL)
+        sync_connection_fail(connection, PROTOCOL_ERROR_INTERNAL, "out of memory");
+    else
+        sync_session_send_compensating_writes(connection, session, notices, check.refusal_count);
     if (connection->error_code == 0)
-        sync_engine_integrate(engine, connection, session, check.allowed, check.count, now_ms);
+        sync_engine_integrate(engine, connection, session, check.allowed, check.count, notices,
+                              check.refusal_count, now_ms);
+    sync_store_notices_free(notices, check.refusal_count);
     if (check.schema_extended)
         sync_engine_broadcast_schema(engine);
     sync_write_check_clear(&check);

@@ -268,7 +268,38 @@ subscription_change_removes_and_adds_files() {
   wait_until 10 bash -c "! test -e '$A/Item/$bobs.json'"
 }
 
+# An open descriptor keeps answering fstat once its object is gone, as on
+# a disk file: deleted by a download (the other mount's rm) or unlinked
+# through the same mount; it has no link left, and its size and bytes are
+# what it read.
+fstat_works_on_a_deleted_open_object() {
+  local downloaded=6650f0c2e4b0a1b2c3d4e50b unlinked=6650f0c2e4b0a1b2c3d4e50c
+  item $downloaded alice "deleted by a download" false >"$A/Item/$downloaded.json"
+  item $unlinked alice "unlinked while open" false >"$A/Item/$unlinked.json"
+  wait_until 10 test -e "$B/Item/$downloaded.json"
+  assert_equal ok "$(py 'import time
+def check_deleted(descriptor, content):
+    status = os.fstat(descriptor)
+    assert status.st_nlink == 0, "nlink %d" % status.st_nlink
+    assert status.st_size == len(content), "size %d, not %d" % (status.st_size, len(content))
+    assert os.pread(descriptor, 4096, 0) == content, "the bytes read after the delete"
+for path, delete in ((A[0], lambda: os.unlink(A[1])), (A[2], lambda: os.unlink(A[2]))):
+    descriptor = os.open(path, os.O_RDONLY)
+    content = os.read(descriptor, 4096)
+    assert os.fstat(descriptor).st_nlink == 1
+    delete()
+    deadline = time.monotonic() + 20
+    while os.path.exists(path):
+        assert time.monotonic() < deadline, path + " is still there"
+        time.sleep(0.05)
+    check_deleted(descriptor, content)
+    os.close(descriptor)
+' "$A/Item/$downloaded.json" "$B/Item/$downloaded.json" "$A/Item/$unlinked.json")" \
+    "fstat after the deletes"
+}
+
 ok "a new object appears on the other mount" create_appears_on_the_other_mount
+ok "fstat on an open descriptor works once its object is deleted" fstat_works_on_a_deleted_open_object
 ok "an edit with sed -i appears on the other mount" sed_edit_appears_on_the_other_mount
 ok "a vim save (original renamed away) reaches the server as one update" vim_save_is_one_update
 ok "a delete reaches the other mount" delete_reaches_the_other_mount
@@ -412,5 +443,91 @@ ok "a server restored from a backup resets the clients, keeping unsynced edits" 
 
 unmount_realm "$A"
 unmount_realm "$B"
+
+# ---- session tokens ----------------------------------------------------------
+
+# anonymous_users: the ids of the server's anonymous users, one a line.
+anonymous_users() {
+  "$REALMFS_SERVER" user list --data "$SERVER_DATA" | awk -F '\t' '$2 == "-" && $3 == "normal" { print $1 }'
+}
+
+# An anonymous mount logs in once (one new user) and stays that user across
+# a server restart: with only owners allowed to write, its write after the
+# restart is accepted.  The mount reconnects with its session token.
+anonymous_mount_stays_one_user_across_a_restart() {
+  local before M user first=6650f0c2e4b0a1b2c3d4e5a1 second=6650f0c2e4b0a1b2c3d4e5a2
+  stop_server
+  jq '."anon-user".disabled = false' "$APP/auth/providers.json" >"$TEST_ROOT/providers.json"
+  mv "$TEST_ROOT/providers.json" "$APP/auth/providers.json"
+  cp "$REALMFS_EXPORTS/sync-todo/data_sources/mongodb-atlas/todo/Item/rules.json" \
+    "$APP/data_sources/mongodb-atlas/todo/Item/rules.json"
+  start_server
+  before=$(anonymous_users)
+  M=$(mount_realm anonymous --server "$(server_url)" --app "$APP_ID" --anonymous) || return 1
+  user=$(comm -13 <(sort <<<"$before") <(anonymous_users | sort))
+  assert_equal 1 "$(wc -l <<<"$user")" "new anonymous users"
+  subscribe "$M" mine "owner_id == \"$user\""
+  "$REALMFS" wait --timeout 20 "$M"
+  item $first "$user" "before the restart" false >"$M/Item/$first.json"
+  "$REALMFS" wait --timeout 20 "$M"
+  stop_server
+  start_server
+  item $second "$user" "after the restart" false >"$M/Item/$second.json"
+  "$REALMFS" wait --timeout 30 "$M"
+  assert_equal connected "$(jq -er .sync.state "$M/.realmfs/status")" "the mount's connection"
+  ! grep -qs compensating_write "$M/.realmfs/errors"
+  "$REALMFS_SERVER" export --app "$APP" --data "$SERVER_DATA" Item >"$TEST_ROOT/items.jsonl"
+  grep -q "after the restart" "$TEST_ROOT/items.jsonl"
+  assert_equal "$user" "$(comm -13 <(sort <<<"$before") <(anonymous_users | sort))" \
+    "anonymous users after the restart"
+  unmount_realm "$M"
+}
+
+# forget_later_tokens COMMAND...: runs COMMAND, then restarts the server
+# with its users and tokens as they were before: the tokens COMMAND's
+# logins got are unknown from then on.
+forget_later_tokens() {
+  stop_server
+  rm -rf "$TEST_ROOT/auth.backup"
+  cp -a "$SERVER_DATA/auth" "$TEST_ROOT/auth.backup"
+  start_server
+  "$@"
+  stop_server
+  rm -rf "$SERVER_DATA/auth"
+  cp -a "$TEST_ROOT/auth.backup" "$SERVER_DATA/auth"
+  start_server
+}
+
+# sync_state_is MOUNT STATE: the mount's sync.state in its status.
+sync_state_is() {
+  [[ $(jq -r .sync.state "$1/.realmfs/status") == "$2" ]]
+}
+
+# A refused session token: a password mount logs in with its password
+# again and syncs on; an anonymous mount cannot be the same user again
+# and stops, saying why.
+refused_tokens_fall_back_to_the_password_only() {
+  local M N
+  mount_both() {
+    M=$(mount_alice alice-refused-token) && "$REALMFS" wait --timeout 20 "$M" &&
+      N=$(mount_realm anonymous-refused-token --server "$(server_url)" --app "$APP_ID" \
+        --anonymous) && "$REALMFS" wait --timeout 20 "$N"
+  }
+  forget_later_tokens mount_both
+  wait_until 30 sync_state_is "$N" error
+  grep -q "an anonymous mount cannot log in as the same user again" "$N/.realmfs/errors"
+  jq -er .sync.last_error "$N/.realmfs/status" | grep -q "refused the session token"
+  wait_until 30 grep -q "logging in again with the mount's credentials" "$M/.realmfs/errors"
+  wait_until 30 sync_state_is "$M" connected
+  "$REALMFS" wait --timeout 20 "$M"
+  unmount_realm "$N"
+  unmount_realm "$M"
+}
+
+ok "an anonymous mount stays one user across a server restart" \
+  anonymous_mount_stays_one_user_across_a_restart
+ok "a refused session token: the password logs in again, an anonymous mount stops" \
+  refused_tokens_fall_back_to_the_password_only
+
 stop_server
 finish

@@ -10,6 +10,8 @@ Client.mirror is what a client keeps: per (collection, id) the server's
 document, built only by applying the downloads received; tests compare
 mirrors with `realmfs-server export`.  Client.read_only holds the keys of
 the objects the downloads' access entries say the client may not write.
+Client.logins keeps the login messages (session tokens) received, which
+receive() passes over.
 
 run_tests() runs test functions (plain or async) and reports TAP.
 """
@@ -118,6 +120,16 @@ def open_item_rules(directory):
     """An edit for copy_app("sync-todo"): everyone reads and writes every
     Item, for tests about syncing rather than permissions."""
     write_item_roles(directory, EVERYONE_ROLE)
+
+
+def set_sync_config(directory, **settings):
+    """Set members of sync/config.json in an app copy."""
+    path = os.path.join(directory, "sync", "config.json")
+    with open(path) as file:
+        config = json.load(file)
+    config.update(settings)
+    with open(path, "w") as file:
+        json.dump(config, file)
 
 
 def app_id_of(app_directory):
@@ -396,6 +408,7 @@ class Client:
         self.connection = connection
         self.mirror = {}
         self.read_only = set()
+        self.logins = []
         self.received = []
         self.server_version = {}
         self.acknowledged = {}
@@ -424,10 +437,15 @@ class Client:
         await self.connection.send(frame)
 
     async def receive(self, timeout=RECEIVE_TIMEOUT):
-        """The next message, parsed; downloads are applied to the mirror."""
-        text = await asyncio.wait_for(self.connection.recv(), timeout)
-        check(isinstance(text, str), "the server sent a binary frame")
-        message = json.loads(text)
+        """The next message but login, parsed; downloads are applied to the
+        mirror, login messages kept in logins."""
+        while True:
+            text = await asyncio.wait_for(self.connection.recv(), timeout)
+            check(isinstance(text, str), "the server sent a binary frame")
+            message = json.loads(text)
+            if message["type"] != "login":
+                break
+            self.logins.append(message)
         self.received.append(message)
         if message["type"] == "download":
             for changeset in message["changesets"]:

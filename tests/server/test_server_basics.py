@@ -4,7 +4,6 @@ SIGTERM.  Run with /usr/bin/python3; env REALMFS_SERVER, REALMFS_EXPORTS."""
 
 import asyncio
 import json
-import os
 import re
 import signal
 import sys
@@ -12,7 +11,7 @@ import time
 
 from sync_client import (APPS, Client, Server, basic, bearer, check, check_equal,
                          connect_refused, copy_app, make_certificate, new_object, object_id,
-                         open_item_rules, run_cli, temporary_directory)
+                         open_item_rules, run_cli, set_sync_config, temporary_directory)
 
 ITEM = {"owner_id": "alice", "summary": "buy milk", "isComplete": False}
 
@@ -75,14 +74,7 @@ def every_exported_app_starts():
 
 def app_with_sync_config(**changes):
     """A copy of sync-todo whose sync/config.json has changes."""
-    def edit(directory):
-        path = os.path.join(directory, "sync", "config.json")
-        with open(path) as file:
-            config = json.load(file)
-        config.update(changes)
-        with open(path, "w") as file:
-            json.dump(config, file)
-    return copy_app("sync-todo", edit=edit)
+    return copy_app("sync-todo", edit=lambda directory: set_sync_config(directory, **changes))
 
 
 def serve_fails(app):

@@ -1,8 +1,9 @@
 """Roles and rules end to end: for each exported app that has rules,
 users with and without each role, through real servers and the
 protocol-level client.  A forged client that writes what its role forbids
-gets compensating writes (before the acknowledgement of that upload) and
-changes nothing others see; no client ever receives an object, or a field,
+gets compensating writes (before the acknowledgement of that upload, and
+again at its next bind if it may have missed them) and changes nothing
+others see; no client ever receives an object, or a field,
 its role may not read; custom user data changed by `realmfs-server import`
 while clients are connected moves objects in and out of their views.
 Run with /usr/bin/python3; env REALMFS_SERVER, REALMFS_EXPORTS."""
@@ -158,6 +159,44 @@ async def sync_todo_forged_writes_are_compensated():
     check_equal(alice.documents("Item"), exported, "alice's mirror")
     check_equal(bob.documents("Item"), exported, "bob's mirror")
     await close_all(alice, bob)
+
+
+async def compensating_writes_survive_a_dropped_connection():
+    """A client that drops the connection right after uploading a refused
+    write, before reading anything, gets the compensating write when it
+    binds again, before the catch-up that acknowledges the upload; once
+    its progress shows it has seen that acknowledgement, never again."""
+    server, users, alice, bob = await alice_writes_bob_reads("sync-todo")
+    file_identity = bob.file_identity[1]
+    progress = bob.server_version[1]
+    forged = bob.changeset(1, [set_field("Item", object_id(1), "summary", "hacked")])
+    await bob.upload(1, [forged], wait=False)
+    bob.connection.transport.abort()
+
+    again = await Client.connect(server, basic("bob@example.com", PASSWORD))
+    await again.bind(1, file_identity, progress, forged["client_version"] - 1)
+    await again.receive_until(lambda message: message["type"] == "download" and
+                              message["last_integrated_client_version"] >=
+                              forged["client_version"])
+    writes = compensating_writes(again)
+    check_equal(len(writes), 1, "compensating writes sent again")
+    check_equal(writes[0]["id"], object_id(1), "id")
+    check_equal(writes[0]["client_version"], forged["client_version"], "client version")
+    check_equal(writes[0]["server_document"]["summary"], "alice's", "server document")
+    check("may not write" in writes[0]["reason"], writes[0]["reason"])
+    check_errors_before_acknowledgement(again, forged["client_version"])
+    await again.sync(1, next_request())
+    progress = again.server_version[1]
+    await again.close()
+
+    # The acknowledgement reached the client: the notice is gone for good.
+    third = await Client.connect(server, basic("bob@example.com", PASSWORD))
+    await third.bind(1, file_identity, progress, forged["client_version"])
+    await third.sync(1, next_request())
+    check_equal(compensating_writes(third), [], "compensating writes after they were seen")
+    check_equal(server.export("Item")[id_key(object_id(1))]["summary"], "alice's",
+                "alice's summary")
+    await close_all(alice, third)
 
 
 # ---- read-and-write-own-data: nobody reads another's objects -------------
@@ -372,6 +411,7 @@ async def schemas_follow_the_bind():
 if __name__ == "__main__":
     sys.exit(run_tests([
         sync_todo_forged_writes_are_compensated,
+        compensating_writes_survive_a_dropped_connection,
         own_data_is_never_sent_to_others,
         restricted_feed_follows_custom_user_data,
         tiered_roles_follow_custom_user_data,

@@ -6,12 +6,12 @@ equal what `realmfs-server export` says the server holds for its view.
 Run with /usr/bin/python3; env REALMFS_SERVER, REALMFS_EXPORTS."""
 
 import json
-import os
 import sys
 import time
 
 from sync_client import (Client, Server, bearer, check, check_equal, copy_app, delete,
-                         new_object, object_id, open_item_rules, run_tests, set_field)
+                         new_object, object_id, open_item_rules, run_tests, set_field,
+                         set_sync_config)
 
 COLLECTION = "Item"
 server = None
@@ -23,12 +23,7 @@ def open_app_outside_development_mode(directory):
     """Everyone writes every Item, and queries may read only the fields the
     app makes queryable (Development Mode would make any field so)."""
     open_item_rules(directory)
-    path = os.path.join(directory, "sync", "config.json")
-    with open(path) as file:
-        config = json.load(file)
-    config["development_mode_enabled"] = False
-    with open(path, "w") as file:
-        json.dump(config, file)
+    set_sync_config(directory, development_mode_enabled=False)
 
 
 def shared_server():

@@ -1,5 +1,6 @@
 /*
- * Unit tests of the users and API keys of realmfs-server (auth.h).
+ * Unit tests of the users, API keys and session tokens of realmfs-server
+ * (auth.h).
  *
  * Every test gets a fresh data directory below one temporary base
  * directory, removed after each test case even when a test failed.  Tests
@@ -199,6 +200,7 @@ static void assert_header_refused(const char *value)
     ck_assert(strlen(auth_last_error()) > 0);
     ck_assert_str_eq(credentials.password, "");
     ck_assert_str_eq(credentials.api_key, "");
+    ck_assert_str_eq(credentials.session_token, "");
 }
 
 static void assert_basic_refused(const char *decoded, size_t length)
@@ -917,6 +919,201 @@ START_TEST(test_authenticate)
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* Session tokens                                                      */
+
+static const int64_t an_hour_ms = 60 * 60 * 1000;
+
+static void create_session(const char *user_id, app_auth_provider provider, int64_t lifetime_ms,
+                           char token[AUTH_SESSION_TOKEN_SIZE], auth_session *session)
+{
+    ck_assert_msg(auth_create_session(test_auth, user_id, provider, lifetime_ms, token,
+                                      session) == 0,
+                  "%s", auth_last_error());
+}
+
+/* The token logs in as user_id; returns what it stands for. */
+static auth_session assert_session_login(const char *token, const char *user_id)
+{
+    auth_user user;
+    auth_session session;
+    ck_assert_msg(auth_verify_session_token(test_auth, token, &user, &session) == 0, "%s",
+                  auth_last_error());
+    ck_assert_str_eq(user.id, user_id);
+    ck_assert_str_eq(session.user_id, user_id);
+    auth_user_clear(&user);
+    return session;
+}
+
+/* Refused, with a reason that contains reason_part. */
+static void assert_session_refused(const char *token, const char *reason_part)
+{
+    auth_user user;
+    auth_session session;
+    ck_assert_int_eq(auth_verify_session_token(test_auth, token, &user, &session), -EACCES);
+    ck_assert_str_eq(user.id, "");
+    ck_assert_msg(strstr(auth_last_error(), reason_part) != NULL, "\"%s\" does not say \"%s\"",
+                  auth_last_error(), reason_part);
+}
+
+START_TEST(test_session_token_logs_in)
+{
+    char user_id[AUTH_ID_SIZE], token[AUTH_SESSION_TOKEN_SIZE], other[AUTH_SESSION_TOKEN_SIZE];
+    add_user("alice@example.com", "pw", user_id);
+    auth_session created;
+    create_session(user_id, APP_AUTH_USER_PASSWORD, an_hour_ms, token, &created);
+    ck_assert_uint_eq(strlen(token), AUTH_SESSION_TOKEN_SIZE - 1);
+    ck_assert_uint_eq(strspn(token, "0123456789abcdef"), AUTH_SESSION_TOKEN_SIZE - 1);
+    ck_assert_str_eq(created.user_id, user_id);
+    ck_assert_int_eq(created.provider, APP_AUTH_USER_PASSWORD);
+    ck_assert_int_eq(created.expires_ms - created.created_ms, an_hour_ms);
+
+    auth_session verified = assert_session_login(token, user_id);
+    ck_assert_int_eq(verified.provider, APP_AUTH_USER_PASSWORD);
+    ck_assert_int_eq(verified.created_ms, created.created_ms);
+    ck_assert_int_eq(verified.expires_ms, created.expires_ms);
+
+    /* Every login gets its own token, and both stay valid. */
+    create_session(user_id, APP_AUTH_USER_PASSWORD, an_hour_ms, other, NULL);
+    ck_assert_str_ne(token, other);
+    assert_session_login(token, user_id);
+    assert_session_login(other, user_id);
+}
+END_TEST
+
+/* A new anonymous user, and a token of its login. */
+static void log_in_anonymously(auth_user *anonymous, char token[AUTH_SESSION_TOKEN_SIZE])
+{
+    ck_assert_int_eq(auth_create_anonymous_user(test_auth, anonymous), 0);
+    create_session(anonymous->id, APP_AUTH_ANONYMOUS, an_hour_ms, token, NULL);
+}
+
+START_TEST(test_anonymous_session_keeps_the_user)
+{
+    auth_user anonymous;
+    char token[AUTH_SESSION_TOKEN_SIZE];
+    log_in_anonymously(&anonymous, token);
+    for (int login = 0; login < 3; login++) {
+        auth_session session = assert_session_login(token, anonymous.id);
+        ck_assert_int_eq(session.provider, APP_AUTH_ANONYMOUS);
+    }
+    auth_user_clear(&anonymous);
+}
+END_TEST
+
+START_TEST(test_session_creation_errors)
+{
+    char user_id[AUTH_ID_SIZE], token[AUTH_SESSION_TOKEN_SIZE];
+    add_user("alice@example.com", "pw", user_id);
+    ck_assert_int_eq(auth_create_session(test_auth, "0123456789abcdef01234567", APP_AUTH_API_KEY,
+                                         an_hour_ms, token, NULL),
+                     -ENOENT);
+    ck_assert_int_eq(auth_create_session(test_auth, "not an id", APP_AUTH_API_KEY, an_hour_ms,
+                                         token, NULL),
+                     -EINVAL);
+    ck_assert_int_eq(auth_create_session(test_auth, user_id, APP_AUTH_API_KEY, 0, token, NULL),
+                     -EINVAL);
+    ck_assert_int_eq(auth_create_session(test_auth, user_id, APP_AUTH_PROVIDER_COUNT, an_hour_ms,
+                                         token, NULL),
+                     -EINVAL);
+    /* No lifetime overflows the expiry. */
+    auth_session session;
+    create_session(user_id, APP_AUTH_API_KEY, INT64_MAX, token, &session);
+    ck_assert_int_eq(session.expires_ms, INT64_MAX);
+    assert_session_login(token, user_id);
+}
+END_TEST
+
+START_TEST(test_wrong_and_malformed_session_tokens)
+{
+    char user_id[AUTH_ID_SIZE], token[AUTH_SESSION_TOKEN_SIZE], key[AUTH_API_KEY_SIZE];
+    add_user("alice@example.com", "pw", user_id);
+    add_api_key("laptop", user_id, key, NULL);
+    create_session(user_id, APP_AUTH_USER_PASSWORD, an_hour_ms, token, NULL);
+
+    assert_session_refused(NULL, "not a session token");
+    assert_session_refused("", "not a session token");
+    assert_session_refused(key, "not a session token");
+    char changed[AUTH_SESSION_TOKEN_SIZE + 1];
+    snprintf(changed, sizeof changed, "%.63s", token);
+    assert_session_refused(changed, "not a session token");
+    snprintf(changed, sizeof changed, "%sa", token);
+    assert_session_refused(changed, "not a session token");
+    snprintf(changed, sizeof changed, "%s", token);
+    changed[0] = changed[0] == 'A' ? 'B' : 'A';
+    assert_session_refused(changed, "not a session token");
+    /* One digit off is another, unknown token. */
+    changed[0] = token[0] == '0' ? '1' : '0';
+    assert_session_refused(changed, "unknown session token");
+    ck_assert_ptr_null(strstr(auth_last_error(), changed));
+    assert_session_login(token, user_id);
+}
+END_TEST
+
+START_TEST(test_disabled_user_sessions_fail_at_once)
+{
+    char user_id[AUTH_ID_SIZE], token[AUTH_SESSION_TOKEN_SIZE];
+    add_user("alice@example.com", "pw", user_id);
+    create_session(user_id, APP_AUTH_USER_PASSWORD, an_hour_ms, token, NULL);
+    ck_assert_int_eq(auth_disable_user(test_auth, user_id), 0);
+    assert_session_refused(token, "disabled");
+    ck_assert_int_eq(auth_enable_user(test_auth, user_id), 0);
+    assert_session_login(token, user_id);
+}
+END_TEST
+
+START_TEST(test_expired_sessions_are_refused_and_purged)
+{
+    char user_id[AUTH_ID_SIZE], brief[AUTH_SESSION_TOKEN_SIZE], lasting[AUTH_SESSION_TOKEN_SIZE];
+    add_user("alice@example.com", "pw", user_id);
+    create_session(user_id, APP_AUTH_USER_PASSWORD, 1, brief, NULL);
+    create_session(user_id, APP_AUTH_USER_PASSWORD, an_hour_ms, lasting, NULL);
+    usleep(20 * 1000);
+    assert_session_refused(brief, "expired");
+    ck_assert_int_eq(auth_purge_expired_sessions(test_auth), 1);
+    assert_session_refused(brief, "unknown session token");
+    assert_session_login(lasting, user_id);
+    ck_assert_int_eq(auth_purge_expired_sessions(test_auth), 0);
+    assert_session_login(lasting, user_id);
+}
+END_TEST
+
+START_TEST(test_sessions_persist_and_only_digests_are_stored)
+{
+    auth_user anonymous;
+    char token[AUTH_SESSION_TOKEN_SIZE];
+    log_in_anonymously(&anonymous, token);
+    reopen_test_auth();
+    auth_session session = assert_session_login(token, anonymous.id);
+    ck_assert_int_eq(session.provider, APP_AUTH_ANONYMOUS);
+    ck_assert_uint_eq(count_in_auth_file(token), 0);
+    ck_assert_uint_eq(count_in_auth_file("\"provider\":\"anon-user\""), 1);
+    auth_user_clear(&anonymous);
+}
+END_TEST
+
+START_TEST(test_header_session_token)
+{
+    const char *token = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    char header[128];
+    auth_credentials credentials;
+    snprintf(header, sizeof header, " bearer %s\t", token);
+    ck_assert_int_eq(auth_parse_authorization_header(header, &credentials), 0);
+    ck_assert_str_eq(credentials.session_token, token);
+    ck_assert_str_eq(credentials.api_key, "");
+    auth_credentials_clear(&credentials);
+    ck_assert_str_eq(credentials.session_token, "");
+
+    /* A digit short, one too many, one that is not lowercase. */
+    const char *refused_forms[] = { "Bearer %.63s", "Bearer %sa", "Bearer %.63sA" };
+    for (size_t index = 0; index < sizeof refused_forms / sizeof *refused_forms; index++) {
+        snprintf(header, sizeof header, refused_forms[index], token);
+        assert_header_refused(header);
+        ck_assert_ptr_nonnull(strstr(auth_last_error(), "session token"));
+    }
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 /* Suite                                                               */
 
 static TCase *new_test_case(const char *name)
@@ -967,7 +1164,18 @@ Suite *unit_suite(void)
     tcase_add_test(headers, test_header_basic_refused);
     tcase_add_test(headers, test_header_garbage);
     tcase_add_test(headers, test_authenticate);
+    tcase_add_test(headers, test_header_session_token);
     suite_add_tcase(suite, headers);
+
+    TCase *sessions = new_test_case("sessions");
+    tcase_add_test(sessions, test_session_token_logs_in);
+    tcase_add_test(sessions, test_anonymous_session_keeps_the_user);
+    tcase_add_test(sessions, test_session_creation_errors);
+    tcase_add_test(sessions, test_wrong_and_malformed_session_tokens);
+    tcase_add_test(sessions, test_disabled_user_sessions_fail_at_once);
+    tcase_add_test(sessions, test_expired_sessions_are_refused_and_purged);
+    tcase_add_test(sessions, test_sessions_persist_and_only_digests_are_stored);
+    suite_add_tcase(suite, sessions);
 
     return suite;
 }

@@ -196,18 +196,20 @@ static const char *const canonical_frames[] = {
     "'bsonType':'object','title':'Task','properties':{'_id':{'bsonType':'objectId'},"
     "'done':{'bsonType':'bool'}},'required':['_id']},'Project':{'bsonType':'object'}}}",
     "{'type':'schema','session':2,'development_mode':true,'collections':{}}",
+    "{'type':'login','user_id':'6650f0c2e4b0a1b2c3d4e5f7','token':"
+    "'0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef','expires':1717152000000}",
 };
 
 START_TEST(test_every_message_type_round_trips)
 {
-    bool seen[PROTOCOL_MESSAGE_SCHEMA + 1] = {false};
+    bool seen[PROTOCOL_MESSAGE_LOGIN + 1] = {false};
     for (size_t i = 0; i < sizeof canonical_frames / sizeof canonical_frames[0]; i++) {
         assert_round_trip(canonical_frames[i]);
         protocol_message message = parse_frame(canonical_frames[i]);
         seen[message.type] = true;
         protocol_message_clear(&message);
     }
-    for (int type = 0; type <= PROTOCOL_MESSAGE_SCHEMA; type++)
+    for (int type = 0; type <= PROTOCOL_MESSAGE_LOGIN; type++)
         ck_assert_msg(seen[type], "no frame of type %s", protocol_message_type_name(type));
 }
 END_TEST
@@ -382,7 +384,8 @@ START_TEST(test_names_and_senders)
     ck_assert_ptr_null(protocol_error_code_name(299));
     ck_assert_str_eq(protocol_message_type_name(PROTOCOL_MESSAGE_QUERY_ERROR), "query_error");
     ck_assert_str_eq(protocol_message_type_name(PROTOCOL_MESSAGE_SCHEMA), "schema");
-    ck_assert_ptr_null(protocol_message_type_name(PROTOCOL_MESSAGE_SCHEMA + 1));
+    ck_assert_str_eq(protocol_message_type_name(PROTOCOL_MESSAGE_LOGIN), "login");
+    ck_assert_ptr_null(protocol_message_type_name(PROTOCOL_MESSAGE_LOGIN + 1));
     ck_assert(protocol_sent_by(PROTOCOL_MESSAGE_BIND, PROTOCOL_CLIENT));
     ck_assert(!protocol_sent_by(PROTOCOL_MESSAGE_BIND, PROTOCOL_SERVER));
     ck_assert(protocol_sent_by(PROTOCOL_MESSAGE_DOWNLOAD, PROTOCOL_SERVER));
@@ -391,7 +394,9 @@ START_TEST(test_names_and_senders)
     ck_assert(protocol_sent_by(PROTOCOL_MESSAGE_MARK, PROTOCOL_SERVER));
     ck_assert(protocol_sent_by(PROTOCOL_MESSAGE_SCHEMA, PROTOCOL_SERVER));
     ck_assert(!protocol_sent_by(PROTOCOL_MESSAGE_SCHEMA, PROTOCOL_CLIENT));
-    ck_assert(!protocol_sent_by(PROTOCOL_MESSAGE_SCHEMA + 1, PROTOCOL_SERVER));
+    ck_assert(protocol_sent_by(PROTOCOL_MESSAGE_LOGIN, PROTOCOL_SERVER));
+    ck_assert(!protocol_sent_by(PROTOCOL_MESSAGE_LOGIN, PROTOCOL_CLIENT));
+    ck_assert(!protocol_sent_by(PROTOCOL_MESSAGE_LOGIN + 1, PROTOCOL_SERVER));
 }
 END_TEST
 
@@ -415,6 +420,8 @@ typedef struct refused_frame {
 #define ERROR_HEAD "{'type':'error','session':4,'code':205,'message':'m','try_again':true,"
 #define COMPENSATING_HEAD \
     ERROR_HEAD "'backoff_seconds':0,'action':'revert','compensating_write':{'collection':'Task',"
+#define LOGIN_HEAD "{'type':'login','user_id':'6650f0c2e4b0a1b2c3d4e5f7',"
+#define LOGIN_TOKEN "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 static const refused_frame refused_frames[] = {
     /* the frame */
@@ -643,6 +650,21 @@ static const refused_frame refused_frames[] = {
      "schema.collections: a collection name must not be empty or hold a NUL"},
     {"{'type':'schema','session':0,'development_mode':false,'collections':{}}",
      PROTOCOL_ERROR_MALFORMED_MESSAGE, "schema.session: must be an integer from 1 to 2^63 - 1"},
+    /* login */
+    {LOGIN_HEAD "'token':'" LOGIN_TOKEN "'}", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "login.expires: missing"},
+    {LOGIN_HEAD "'token':'" LOGIN_TOKEN "','expires':1,'session':1}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE, "login.session: unknown member"},
+    {LOGIN_HEAD "'token':'" LOGIN_TOKEN "0','expires':1}", PROTOCOL_ERROR_MALFORMED_MESSAGE,
+     "login.token: must be 64 lowercase hex digits"},
+    {LOGIN_HEAD "'token':'0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef',"
+                "'expires':1}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE, "login.token: must be 64 lowercase hex digits"},
+    {"{'type':'login','user_id':'6650f0c2e4b0a1b2c3d4e5f','token':'" LOGIN_TOKEN "',"
+     "'expires':1}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE, "login.user_id: must be 24 lowercase hex digits"},
+    {"{'type':'login','user_id':'','token':'" LOGIN_TOKEN "','expires':1}",
+     PROTOCOL_ERROR_MALFORMED_MESSAGE, "login.user_id: must not be empty"},
 };
 
 START_TEST(test_refused_frames)
@@ -834,9 +856,9 @@ START_TEST(test_serialize_refuses_invalid_messages)
     assert_not_serialized(&message, PROTOCOL_ERROR_MALFORMED_MESSAGE,
                           "ping.timestamp: must be an integer from 0 to 2^63 - 1");
 
-    protocol_message_init(&message, PROTOCOL_MESSAGE_SCHEMA + 1, 0);
+    protocol_message_init(&message, PROTOCOL_MESSAGE_LOGIN + 1, 0);
     assert_not_serialized(&message, PROTOCOL_ERROR_MALFORMED_MESSAGE,
-                          "type: 13 is not a message type");
+                          "type: 14 is not a message type");
 
     protocol_message_init(&message, PROTOCOL_MESSAGE_SCHEMA, 1);
     assert_not_serialized(&message, PROTOCOL_ERROR_INTERNAL,

@@ -839,6 +839,20 @@ static protocol_download_body bootstrap_of_tasks(uint64_t server_version, const 
     return download;
 }
 
+/* store_begin_client_reset: the number of objects it listed, each one
+ * that stays as it was (only its mode changes). */
+static size_t begin_client_reset(void)
+{
+    store_download_change *changes;
+    size_t count;
+    ck_assert_msg(store_begin_client_reset(test_store, &changes, &count) == 0, "%s",
+                  store_last_error());
+    for (size_t i = 0; i < count; i++)
+        ck_assert(changes[i].existed && changes[i].exists);
+    store_free_download_changes(changes, count);
+    return count;
+}
+
 /* A store with identity 1 that shows Task 1, 2 and 3 from the server,
  * subscribed to all Tasks (query version 1, accepted). */
 static void synced_with_three_tasks(void)
@@ -854,7 +868,7 @@ START_TEST(test_client_reset_forgets_the_file_and_sets_the_outbox_aside)
 {
     synced_with_three_tasks();
     put_document("{\"_id\": 1, \"a\": \"local\", \"b\": \"old\"}");
-    ck_assert_int_eq(store_begin_client_reset(test_store), 0);
+    ck_assert_uint_eq(begin_client_reset(), 0);
     store_sync_progress current = progress();
     ck_assert(current.client_reset_pending);
     ck_assert_uint_eq(current.file_identity, 0);
@@ -875,7 +889,7 @@ START_TEST(test_client_reset_forgets_the_file_and_sets_the_outbox_aside)
     ck_assert(progress().client_reset_pending);
 
     /* a second reset before the first completed keeps what was set aside */
-    ck_assert_int_eq(store_begin_client_reset(test_store), 0);
+    ck_assert_uint_eq(begin_client_reset(), 0);
     ck_assert_uint_eq(progress().outbox_changesets, 1);
     reopen(true);
     ck_assert(progress().client_reset_pending);
@@ -891,7 +905,7 @@ START_TEST(test_client_reset_reapplies_local_changes_on_the_fresh_documents)
     json_t *two = json_integer(2);
     ck_assert_int_eq(store_delete_object(test_store, "Task", two), 0);
     json_decref(two);
-    ck_assert_int_eq(store_begin_client_reset(test_store), 0);
+    ck_assert_uint_eq(begin_client_reset(), 0);
     ck_assert_int_eq(store_set_file_identity(test_store, 2), 0);
     /* written during the reset: set aside with the rest */
     put_document("{\"_id\": 4, \"a\": \"new\", \"c\": true}");
@@ -945,7 +959,7 @@ START_TEST(test_client_reset_loses_new_objects_of_unsubscribed_collections)
     json_t *id = json_integer(1);
     const char *text = "{\n  \"_id\": 1,\n  \"text\": \"unsynced note\"\n}\n";
     ck_assert_int_eq(store_put_object(test_store, "Note", id, text, strlen(text), 1, NULL), 0);
-    ck_assert_int_eq(store_begin_client_reset(test_store), 0);
+    ck_assert_uint_eq(begin_client_reset(), 0);
     ck_assert_int_eq(store_set_file_identity(test_store, 2), 0);
     protocol_download_body download = steady_download(1, 0);
     download.query_version = 1;
@@ -971,7 +985,7 @@ END_TEST
 START_TEST(test_client_reset_without_subscriptions_sends_the_empty_set)
 {
     put_document("{\"_id\": 1, \"a\": 1}");
-    ck_assert_int_eq(store_begin_client_reset(test_store), 0);
+    ck_assert_uint_eq(begin_client_reset(), 0);
     ck_assert_uint_eq(progress().subscriptions_version, 1);
     ck_assert_int_eq(store_set_file_identity(test_store, 2), 0);
     protocol_download_body download = steady_download(1, 0);
@@ -1032,12 +1046,13 @@ START_TEST(test_access_entries_mark_objects_read_only)
     ck_assert_int_eq(read_only(2), 1);
 
     /* an object staged by a batch is read-only before it shows; one that
-     * leaves the view is writable when it comes back */
+     * leaves the view is writable when it comes back, and at once (it
+     * still shows until the batch completes: its mode changed) */
     download = batch_message(false,
                              "{\"op\": \"create\", \"collection\": \"Task\", \"id\": 3},"
                              "{\"op\": \"delete\", \"collection\": \"Task\", \"id\": 2}");
     add_access(&download, 3, false);
-    ck_assert_uint_eq(apply(&download), 0);
+    ck_assert_uint_eq(apply(&download), 1);
     ck_assert_int_eq(read_only(3), 1);
     ck_assert_int_eq(read_only(2), 0);
     download = batch_message(true, "{\"op\": \"create\", \"collection\": \"Task\", \"id\": 4}");
@@ -1047,8 +1062,9 @@ START_TEST(test_access_entries_mark_objects_read_only)
     ck_assert_int_eq(read_only(3), 0);
     ck_assert_int_eq(read_only(4), 1);
 
-    /* a client reset forgets them all */
-    ck_assert_int_eq(store_begin_client_reset(test_store), 0);
+    /* a client reset forgets them all; the one that shows (Task 4) is
+     * listed, for its mode */
+    ck_assert_uint_eq(begin_client_reset(), 1);
     ck_assert_uint_eq(progress().read_only_objects, 0);
 }
 END_TEST
@@ -1098,6 +1114,33 @@ START_TEST(test_refused_write_leaves_the_outbox_and_the_object_reverts)
     assert_visible(1, "{\"_id\": 1, \"a\": \"base\"}");
     ck_assert_uint_eq(progress().outbox_changesets, 0);
     ck_assert_uint_eq(progress().rejected_writes, 2);
+}
+END_TEST
+
+START_TEST(test_refused_write_sent_again_is_handled_once)
+{
+    bind_with_object_1();
+    put_document("{\"_id\": 1, \"a\": \"refused\"}");
+    ck_assert_uint_eq(revert(1, 1, "refused"), 1);
+    put_document("{\"_id\": 1, \"a\": \"later\"}");
+    /* the same error again (a reconnection): the later change stays */
+    json_t *key = json_integer(1);
+    char *rejected;
+    store_download_change *changes;
+    size_t count;
+    ck_assert_int_eq(store_revert_refused_write(test_store, "Task", key, 1, &rejected, &changes,
+                                                &count),
+                     1);
+    ck_assert_ptr_null(rejected);
+    ck_assert_uint_eq(count, 0);
+    assert_visible(1, "{\"_id\": 1, \"a\": \"later\"}");
+    ck_assert_uint_eq(progress().outbox_changesets, 1);
+    ck_assert_uint_eq(progress().rejected_writes, 1);
+    /* a later refusal of the object is a new one */
+    ck_assert_uint_eq(revert(1, 2, "later"), 1);
+    assert_visible(1, "{\"_id\": 1, \"a\": \"base\"}");
+    ck_assert_uint_eq(progress().rejected_writes, 2);
+    json_decref(key);
 }
 END_TEST
 
@@ -1219,6 +1262,7 @@ Suite *unit_suite(void)
     tcase_add_checked_fixture(rules, setup, teardown);
     tcase_add_test(rules, test_access_entries_mark_objects_read_only);
     tcase_add_test(rules, test_refused_write_leaves_the_outbox_and_the_object_reverts);
+    tcase_add_test(rules, test_refused_write_sent_again_is_handled_once);
     tcase_add_test(rules, test_refused_write_keeps_the_changesets_other_objects);
     tcase_add_test(rules, test_refused_delete_brings_the_object_back);
     tcase_add_test(rules, test_server_schemas_replace_the_stores);

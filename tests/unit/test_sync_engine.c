@@ -1460,18 +1460,69 @@ static void use_export(const char *name)
     switch_app(directory);
 }
 
+/* sync-todo's clients a (Alice's) and b (Bob's), where Alice made
+ * Item 1, which b received. */
+static void start_with_alices_item(client *a, client *b)
+{
+    use_export("sync-todo");
+    client_start(a, &alice, "TRUEPREDICATE");
+    client_start(b, &bob, "TRUEPREDICATE");
+    ck_assert_int_eq(client_upload(a, create_item(1, alice.id, "alice's")), 0);
+    client_pump(a);
+    client_pump(b);
+}
+
+/* The compensating write of Bob's update of Alice's Item 1, in his
+ * changeset client_version. */
+static void assert_refused_update(const protocol_compensating_write *write,
+                                  uint64_t client_version)
+{
+    ck_assert_str_eq(write->collection, "Item");
+    assert_reason(write, "role \"write-own-items\" may not write this object");
+    ck_assert_uint_eq(write->client_version, client_version);
+    ck_assert_str_eq(json_string_value(json_object_get(write->server_document, "summary")),
+                     "alice's");
+}
+
+/* A client that loses its connection right after uploading a refused
+ * write, before reading anything, is sent the compensating write again
+ * when it binds, before the catch-up that acknowledges the upload; once
+ * its progress shows the acknowledgement, never again. */
+START_TEST(test_compensating_writes_are_sent_again_until_seen)
+{
+    client a, b;
+    start_with_alices_item(&a, &b);
+    ck_assert_int_eq(client_upload(&b, set_field(1, "summary", "\"hacked\"")), 0);
+    client_disconnect(&b);
+
+    client_reconnect(&b, &bob);
+    ck_assert_int_eq(client_rebind(&b), 0);
+    client_pump(&b);
+    ck_assert_uint_eq(client_count(&b, PROTOCOL_MESSAGE_ERROR), 1);
+    assert_refused_update(compensating_write(&b, 0), 1);
+    ck_assert_ptr_nonnull(client_frame(&b, PROTOCOL_MESSAGE_DOWNLOAD, 0));
+    ck_assert(client_frame(&b, PROTOCOL_MESSAGE_ERROR, 0) <
+              client_frame(&b, PROTOCOL_MESSAGE_DOWNLOAD, 0));
+    assert_acknowledged_last(&b, 1);
+    client_disconnect(&b);
+
+    client_reconnect(&b, &bob);
+    ck_assert_int_eq(client_rebind(&b), 0);
+    client_pump(&b);
+    ck_assert_uint_eq(client_count(&b, PROTOCOL_MESSAGE_ERROR), 0);
+    assert_mirror_is_server(&b);
+    client_free(&a);
+    client_free(&b);
+}
+END_TEST
+
 /* sync-todo's Item role "write-own-items": everyone reads every Item,
  * writes only their own.  Bob's forged writes on Alice's items are
  * undone with compensating writes, and Alice never sees them. */
 START_TEST(test_writes_the_role_forbids_are_compensated)
 {
-    use_export("sync-todo");
     client a, b;
-    client_start(&a, &alice, "TRUEPREDICATE");
-    client_start(&b, &bob, "TRUEPREDICATE");
-    ck_assert_int_eq(client_upload(&a, create_item(1, alice.id, "alice's")), 0);
-    client_pump(&a);
-    client_pump(&b);
+    start_with_alices_item(&a, &b);
     ck_assert(mirror_has(&b, 1));
     ck_assert(read_only(&b, 1));
     ck_assert(!read_only(&a, 1));
@@ -1482,12 +1533,7 @@ START_TEST(test_writes_the_role_forbids_are_compensated)
     ck_assert_int_eq(client_upload(&b, set_field(1, "summary", "\"hacked\"")), 0);
     client_pump(&b);
     ck_assert_uint_eq(b.frame_count, 2);
-    const protocol_compensating_write *write = compensating_write(&b, 0);
-    ck_assert_str_eq(write->collection, "Item");
-    assert_reason(write, "role \"write-own-items\" may not write this object");
-    ck_assert_uint_eq(write->client_version, 1);
-    ck_assert_str_eq(json_string_value(json_object_get(write->server_document, "summary")),
-                     "alice's");
+    assert_refused_update(compensating_write(&b, 0), 1);
     assert_acknowledged_last(&b, 1);
     ck_assert_uint_eq(b.frames[1].body.download.changeset_count, 0);
     ck_assert_uint_eq(client_pump(&a), 0);
@@ -1501,7 +1547,7 @@ START_TEST(test_writes_the_role_forbids_are_compensated)
     ck_assert_int_eq(client_upload(&b, delete_item(1)), 0);
     client_pump(&b);
     ck_assert_uint_eq(client_count(&b, PROTOCOL_MESSAGE_ERROR), 3);
-    write = compensating_write(&b, 0);
+    const protocol_compensating_write *write = compensating_write(&b, 0);
     assert_reason(write, "could not write the object as the change leaves it");
     ck_assert_ptr_null(write->server_document);
     ck_assert_uint_eq(write->client_version, 2);
@@ -1875,6 +1921,7 @@ Suite *unit_suite(void)
     tcase_add_unchecked_fixture(rules, make_base_directory, remove_base_directory);
     tcase_add_checked_fixture(rules, setup, teardown);
     tcase_add_test(rules, test_writes_the_role_forbids_are_compensated);
+    tcase_add_test(rules, test_compensating_writes_are_sent_again_until_seen);
     tcase_add_test(rules, test_writes_outside_the_view_are_compensated);
     tcase_add_test(rules, test_no_role_no_access);
     tcase_add_test(rules, test_writes_to_deleted_objects_are_dropped);

@@ -1011,6 +1011,145 @@ START_TEST(test_trim_forgets_old_tombstones)
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* Notices                                                             */
+
+/* A notice of a refused write to Task id (EJSON text); document may be
+ * NULL.  Clear it with sync_store_notice_clear. */
+static sync_store_notice make_notice(uint64_t file, uint64_t client_version, const char *id,
+                                     const char *reason, const char *document)
+{
+    return (sync_store_notice){
+        .file_identity = file,
+        .client_version = client_version,
+        .collection = strdup("Task"),
+        .id = value_of(id),
+        .reason = strdup(reason),
+        .server_document = document != NULL ? value_of(document) : NULL,
+    };
+}
+
+/* Integrates one changeset of file, client version, with notices, and
+ * returns the result of the call (the changeset is cleared). */
+static int integrate_with_notices(uint64_t file, uint64_t client_version, int64_t now_ms,
+                                  sync_store_notice *notices, size_t count)
+{
+    changeset changeset;
+    start_changeset(&changeset, file, client_version, now_ms);
+    add(&changeset, CHANGESET_SET, "Task", "1", "n", "1");
+    sync_store_integration result;
+    int status = sync_store_integrate_upload(test_store, &changeset, 1, notices, count, now_ms,
+                                             &result);
+    sync_store_integration_clear(&result);
+    changeset_clear(&changeset);
+    for (size_t index = 0; index < count; index++)
+        sync_store_notice_clear(&notices[index]);
+    return status;
+}
+
+/* The file's unseen notices after last_server_version, one line each:
+ * "client_version:server_version collection id reason document". */
+static char *take_notices(uint64_t file, uint64_t last_server_version)
+{
+    sync_store_notice *notices;
+    size_t count;
+    ck_assert_msg(sync_store_take_unseen_notices(test_store, file, last_server_version, &notices,
+                                                 &count) == 0,
+                  "%s", sync_store_last_error());
+    char *text = strdup("");
+    for (size_t index = 0; index < count; index++) {
+        const sync_store_notice *notice = &notices[index];
+        ck_assert_uint_eq(notice->file_identity, file);
+        char *id = format_or_null(notice->id);
+        char *document = format_or_null(notice->server_document);
+        char line[512];
+        snprintf(line, sizeof line, "%llu:%llu %s %s %s %s\n",
+                 (unsigned long long)notice->client_version,
+                 (unsigned long long)notice->server_version, notice->collection, id,
+                 notice->reason, document != NULL ? document : "null");
+        text = realloc(text, strlen(text) + strlen(line) + 1);
+        strcat(text, line);
+        free(id);
+        free(document);
+    }
+    sync_store_notices_free(notices, count);
+    return text;
+}
+
+static void assert_notices(uint64_t file, uint64_t last_server_version, const char *expected)
+{
+    char *text = take_notices(file, last_server_version);
+    ck_assert_str_eq(text, expected);
+    free(text);
+}
+
+START_TEST(test_notices_wait_until_seen)
+{
+    uint64_t alice = new_file("alice");
+    uint64_t bob = new_file("bob");
+    sync_store_notice first[] = {
+        make_notice(alice, 1, "2", "not yours", "{\"_id\": 2, \"n\": 2.5}"),
+        make_notice(alice, 1, "{\"$oid\": \"6650f0c2e4b0a1b2c3d4e5f6\"}", "no role", NULL),
+    };
+    ck_assert_int_eq(integrate_with_notices(alice, 1, 1000, first, 2), 0);
+    sync_store_notice second[] = { make_notice(alice, 2, "\"x\"", "schema", "{\"_id\": \"x\"}") };
+    ck_assert_int_eq(integrate_with_notices(alice, 2, 2000, second, 1), 0);
+    /* A re-upload integrates nothing, so it can have no notice. */
+    sync_store_notice again[] = { make_notice(alice, 2, "3", "late", NULL) };
+    ck_assert_int_eq(integrate_with_notices(alice, 2, 3000, again, 1), -EINVAL);
+    reopen_test_store();
+
+    assert_notices(bob, 0, "");
+    /* Not seen: kept, and given again. */
+    const char *all =
+        "1:1 Task 2 not yours {\"_id\": 2, \"n\": 2.5}\n"
+        "1:1 Task {\"$oid\": \"6650f0c2e4b0a1b2c3d4e5f6\"} no role null\n"
+        "2:2 Task \"x\" schema {\"_id\": \"x\"}\n";
+    assert_notices(alice, 0, all);
+    assert_notices(alice, 0, all);
+    /* Seen up to version 1: those go for good. */
+    assert_notices(alice, 1, "2:2 Task \"x\" schema {\"_id\": \"x\"}\n");
+    assert_notices(alice, 0, "2:2 Task \"x\" schema {\"_id\": \"x\"}\n");
+    assert_notices(alice, 2, "");
+    assert_notices(alice, 0, "");
+}
+END_TEST
+
+START_TEST(test_notices_go_with_their_integration)
+{
+    uint64_t alice = new_file("alice");
+    /* A notice of a file that does not exist fails the whole upload. */
+    sync_store_notice stray[] = {
+        make_notice(alice, 1, "2", "fine", NULL),
+        make_notice(alice + 1, 1, "3", "no such file", NULL),
+    };
+    ck_assert_int_eq(integrate_with_notices(alice, 1, 1000, stray, 2), -ENOENT);
+    ck_assert_uint_eq(statistics_now().server_version, 0);
+    assert_notices(alice, 0, "");
+    /* Nor may a notice lack what the client is told. */
+    sync_store_notice empty[] = { { .file_identity = alice, .client_version = 1 } };
+    ck_assert_int_eq(integrate_with_notices(alice, 1, 1000, empty, 1), -EINVAL);
+    ck_assert_uint_eq(statistics_now().server_version, 0);
+    sync_store_notice *notices;
+    size_t count;
+    ck_assert_int_eq(sync_store_take_unseen_notices(test_store, 0, 0, &notices, &count), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_trim_forgets_notices_of_trimmed_history)
+{
+    uint64_t alice = new_file("alice");
+    sync_store_notice old[] = { make_notice(alice, 1, "2", "old", NULL) };
+    ck_assert_int_eq(integrate_with_notices(alice, 1, 1000, old, 1), 0);
+    sync_store_notice recent[] = { make_notice(alice, 2, "3", "recent", NULL) };
+    ck_assert_int_eq(integrate_with_notices(alice, 2, 5000, recent, 1), 0);
+    ck_assert_int_eq(sync_store_trim_history(test_store, 3000), 1);
+    assert_notices(alice, 0, "2:2 Task 3 recent null\n");
+    ck_assert_int_eq(sync_store_trim_history(test_store, INT64_MAX), 1);
+    assert_notices(alice, 0, "");
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 /* Durability                                                          */
 
 START_TEST(test_reopen_keeps_everything)
@@ -1131,6 +1270,12 @@ Suite *unit_suite(void)
     tcase_add_test(history, test_trim_history);
     tcase_add_test(history, test_trim_forgets_old_tombstones);
     suite_add_tcase(suite, history);
+
+    TCase *notices = test_case("notices");
+    tcase_add_test(notices, test_notices_wait_until_seen);
+    tcase_add_test(notices, test_notices_go_with_their_integration);
+    tcase_add_test(notices, test_trim_forgets_notices_of_trimmed_history);
+    suite_add_tcase(suite, notices);
 
     TCase *durability = test_case("durability");
     tcase_add_test(durability, test_reopen_keeps_everything);
