@@ -33,6 +33,9 @@ typedef struct protocol_text {
     bool failed;
 } protocol_text;
 
+/* Room for count more bytes and a NUL, so that a writer that knows its
+ * size grows the buffer once.  false when memory ran out (failed set). */
+bool protocol_text_reserve(protocol_text *text, size_t count);
 /* Bytes as they are. */
 void protocol_text_add(protocol_text *text, const char *bytes, size_t count);
 /* A NUL-terminated literal or name, as it is. */
