@@ -908,25 +908,45 @@ static const char *const protocol_operation_names[] = {
     [CHANGESET_UNSET] = "unset",
 };
 
+/* An instruction's members are written in three parts, so that the
+ * download writer can repeat the middle one (the object) from its text. */
+static void protocol_write_instruction_operation_text(protocol_text *text,
+                                                      changeset_operation operation)
+{
+    protocol_text_add_raw(text, "\"op\":\"");
+    protocol_text_add_raw(text, protocol_operation_names[operation]);
+    protocol_text_add(text, "\"", 1);
+}
+
+static void protocol_write_instruction_object_text(protocol_text *text, const char *collection,
+                                                   const json_t *id)
+{
+    protocol_text_add_raw(text, ",\"collection\":");
+    protocol_text_add_string(text, collection, strlen(collection));
+    protocol_text_add_raw(text, ",\"id\":");
+    protocol_text_add_value(text, id);
+}
+
+static void protocol_write_instruction_operands_text(protocol_text *text, const char *path,
+                                                     const json_t *value)
+{
+    if (path) {
+        protocol_text_add_raw(text, ",\"path\":");
+        protocol_text_add_string(text, path, strlen(path));
+    }
+    if (value) {
+        protocol_text_add_raw(text, ",\"value\":");
+        protocol_text_add_value(text, value);
+    }
+}
+
 static void protocol_write_instruction_text(protocol_text *text, changeset_operation operation,
                                             const char *collection, const json_t *id,
                                             const char *path, const json_t *value)
 {
-    protocol_text_add_member_name(text, "op", true);
-    protocol_text_add_string(text, protocol_operation_names[operation],
-                             strlen(protocol_operation_names[operation]));
-    protocol_text_add_member_name(text, "collection", false);
-    protocol_text_add_string(text, collection, strlen(collection));
-    protocol_text_add_member_name(text, "id", false);
-    protocol_text_add_value(text, id);
-    if (path) {
-        protocol_text_add_member_name(text, "path", false);
-        protocol_text_add_string(text, path, strlen(path));
-    }
-    if (value) {
-        protocol_text_add_member_name(text, "value", false);
-        protocol_text_add_value(text, value);
-    }
+    protocol_write_instruction_operation_text(text, operation);
+    protocol_write_instruction_object_text(text, collection, id);
+    protocol_write_instruction_operands_text(text, path, value);
 }
 
 /* What protocol_write_download_changeset builds up to its instructions:
@@ -1828,7 +1848,48 @@ char *protocol_serialize_download(const protocol_message *message, size_t *lengt
 struct protocol_download_writer {
     protocol_text instructions; /* each "{...}", with "," between them */
     size_t instruction_count;
+    /* The object of the last instruction and where the text naming it
+     * (,"collection":...,"id":...) is in instructions: the instructions
+     * of one object repeat it.  The id is held, so that its address
+     * cannot come to name another value meanwhile. */
+    json_t *object_id;
+    char *object_collection;
+    size_t object_text_at;
+    size_t object_text_length;
 };
+
+static void protocol_download_writer_forget_object(protocol_download_writer *writer)
+{
+    json_decref(writer->object_id);
+    free(writer->object_collection);
+    writer->object_id = NULL;
+    writer->object_collection = NULL;
+}
+
+/* ,"collection":...,"id":... for the instruction being written. */
+static void protocol_download_writer_add_object(protocol_download_writer *writer,
+                                                const char *collection, const json_t *id)
+{
+    protocol_text *text = &writer->instructions;
+    if (writer->object_id == id && strcmp(writer->object_collection, collection) == 0) {
+        if (protocol_text_reserve(text, writer->object_text_length)) {
+            memcpy(text->data + text->length, text->data + writer->object_text_at,
+                   writer->object_text_length);
+            text->length += writer->object_text_length;
+            text->data[text->length] = '\0';
+        }
+        return;
+    }
+    protocol_download_writer_forget_object(writer);
+    size_t at = text->length;
+    protocol_write_instruction_object_text(text, collection, id);
+    writer->object_collection = strdup(collection);
+    if (!writer->object_collection)
+        return; /* no cache: the next instruction writes its object again */
+    writer->object_id = json_incref((json_t *)id);
+    writer->object_text_at = at;
+    writer->object_text_length = text->length - at;
+}
 
 /* What the "changesets" member of a written download reads: the message
  * comes first, so the other members' offsets hold. */
@@ -1849,6 +1910,7 @@ void protocol_download_writer_free(protocol_download_writer *writer)
 {
     if (!writer)
         return;
+    protocol_download_writer_forget_object(writer);
     free(writer->instructions.data);
     free(writer);
 }
@@ -1871,7 +1933,9 @@ int protocol_download_writer_add(void *context, changeset_operation operation,
     protocol_text *text = &writer->instructions;
     protocol_text_add(text, writer->instruction_count > 0 ? ",{" : "{",
                       writer->instruction_count > 0 ? 2 : 1);
-    protocol_write_instruction_text(text, operation, collection, id, path, value);
+    protocol_write_instruction_operation_text(text, operation);
+    protocol_download_writer_add_object(writer, collection, id);
+    protocol_write_instruction_operands_text(text, path, value);
     protocol_text_add(text, "}", 1);
     if (text->failed) {
         snprintf(message, message_size, "out of memory");
@@ -1942,6 +2006,7 @@ char *protocol_download_writer_finish(protocol_download_writer *writer,
     }
     writer->instructions.length = 0;
     writer->instruction_count = 0;
+    protocol_download_writer_forget_object(writer);
     return frame;
 }
 

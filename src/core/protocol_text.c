@@ -39,7 +39,7 @@ bool protocol_text_reserve(protocol_text *text, size_t count)
     return true;
 }
 
-void protocol_text_add(protocol_text *text, const char *bytes, size_t count)
+void protocol_text_add_growing(protocol_text *text, const char *bytes, size_t count)
 {
     if (!protocol_text_reserve(text, count))
         return;
