@@ -454,6 +454,38 @@ static bool read_download_changeset(frame_reader *reader, protocol_download_body
     return ok;
 }
 
+/* One access entry: {"collection": name, "id": id, "writable": bool}. */
+static bool read_access_entry(frame_reader *reader, protocol_download_body *download)
+{
+    char collection[READER_NAME_MAX + 1];
+    json_t *id = NULL;
+    bool writable = false;
+    bool ok = take(reader, "{\"collection\":") && read_name(reader, collection) &&
+              collection[0] != '\0' && take(reader, ",\"id\":") && read_value(reader, 0, &id);
+    if (ok) {
+        value_type type = value_type_of(id);
+        ok = type == VALUE_STRING || type == VALUE_INT || type == VALUE_OBJECT_ID;
+    }
+    ok = ok && take(reader, ",\"writable\":") && read_boolean(reader, &writable) &&
+         take(reader, "}") &&
+         protocol_download_add_access(download, collection, id, writable) == 0;
+    json_decref(id);
+    return ok;
+}
+
+/* The optional "access" member, when it has entries (an empty one is left
+ * to protocol_parse). */
+static bool read_access(frame_reader *reader, protocol_download_body *download)
+{
+    if (!take(reader, ",\"access\":["))
+        return true;
+    bool ok;
+    do
+        ok = read_access_entry(reader, download);
+    while (ok && take(reader, ","));
+    return ok && take(reader, "]");
+}
+
 static bool read_download(frame_reader *reader, protocol_message *message)
 {
     protocol_download_body *download = &message->body.download;
@@ -481,7 +513,7 @@ static bool read_download(frame_reader *reader, protocol_message *message)
         while (ok && take(reader, ","));
         ok = ok && take(reader, "]");
     }
-    ok = ok && take(reader, "}") && reader->at == reader->end;
+    ok = ok && read_access(reader, download) && take(reader, "}") && reader->at == reader->end;
     size_t count = download->changeset_count;
     return ok && (count == 0 || download->changesets[count - 1].server_version <=
                                     download->server_version);
