@@ -125,6 +125,16 @@ int changeset_append(changeset *changeset, changeset_operation operation,
                      const json_t *value, char *message, size_t message_size);
 
 /*
+ * As changeset_append, but the changeset takes the caller's references to
+ * id and value instead of copies (a reader that has just built them saves
+ * a copy and a free of each); they must be normalized and not shared with
+ * anything that changes them.  Both references are released on failure.
+ */
+int changeset_append_taking(changeset *changeset, changeset_operation operation,
+                            const char *collection, json_t *id, const char *path, json_t *value,
+                            char *message, size_t message_size);
+
+/*
  * The instructions that turn old_document into new_document, appended to
  * changeset:
  *
@@ -158,6 +168,45 @@ int changeset_append(changeset *changeset, changeset_operation operation,
 int changeset_diff(const char *collection, const json_t *id, const json_t *old_document,
                    const json_t *new_document, changeset *append_to, char *message,
                    size_t message_size);
+
+/*
+ * Receives the instructions of changeset_diff_visit and
+ * changeset_replace_visit one at a time, each already checked against the
+ * rules above (as changeset_append checks them).  collection, id, path
+ * and value are borrowed for the call only.  0 to go on; anything else
+ * stops the diff and is its result (a negative errno, with a message in
+ * message when there is one to give).
+ */
+typedef int (*changeset_visitor)(void *context, changeset_operation operation,
+                                 const char *collection, const json_t *id, const char *path,
+                                 const json_t *value, char *message, size_t message_size);
+
+/*
+ * changeset_diff's instructions, in its order, given to visit instead of
+ * appended: for writers that need them once and not as a changeset (a
+ * download written straight into a frame, protocol.h).  Results as
+ * changeset_diff's, or what visit returned; instructions visited before a
+ * failure are not taken back.
+ */
+int changeset_diff_visit(const char *collection, const json_t *id, const json_t *old_document,
+                         const json_t *new_document, changeset_visitor visit, void *visit_context,
+                         char *message, size_t message_size);
+
+/*
+ * What makes a follower's copy of the object exactly document, whatever
+ * it held: a delete, then (document not NULL) changeset_diff's
+ * instructions from nothing to document.  The server sends objects this
+ * way when it cannot know what the client holds (docs/protocol.md, "What
+ * downloads carry").  Results as changeset_diff_visit's.
+ */
+int changeset_replace_visit(const char *collection, const json_t *id, const json_t *document,
+                            changeset_visitor visit, void *visit_context, char *message,
+                            size_t message_size);
+
+/* changeset_replace_visit's instructions appended to append_to; on
+ * failure append_to is unchanged.  Results as changeset_diff's. */
+int changeset_replace(const char *collection, const json_t *id, const json_t *document,
+                      changeset *append_to, char *message, size_t message_size);
 
 /*
  * Replay one instruction, with the meanings listed at the top of this

@@ -69,7 +69,8 @@ void ejson_field_set_free(ejson_field_set *fields);
 
 /*
  * The same as ejson_parse(text, length, error) followed by removing every
- * top-level field that is not in fields: the fields kept are normalized
+ * top-level field that is not in fields (fields NULL: none is removed, and
+ * the whole document is read this quicker way): the fields kept are normalized
  * exactly as ejson_parse normalizes them, whole subtrees included, in the
  * order of the text.  Text that ejson_parse rejects is rejected with the
  * same *error, whichever field holds the problem.

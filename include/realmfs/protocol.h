@@ -327,6 +327,48 @@ char *protocol_serialize(const protocol_message *message, size_t *length,
 char *protocol_serialize_download(const protocol_message *message, size_t *length,
                                   protocol_error *error);
 
+/*
+ * A download the server writes as it builds it, for the bootstraps and
+ * catch-ups it streams: instructions go straight into the frame's text
+ * instead of into a changeset (copies of every collection, id, path and
+ * value, written out and freed again, were most of a bootstrap's time).
+ * The frame holds at most one changeset: origin 0, client_version 0, the
+ * instructions added since the last finish, in order.
+ *
+ *   protocol_download_writer_new      an empty writer, or -ENOMEM
+ *   protocol_download_writer_add      a changeset_visitor: give it to
+ *                                     changeset_diff_visit or
+ *                                     changeset_replace_visit, which check
+ *                                     each instruction first (only checked
+ *                                     instructions may be added); 0,
+ *                                     -ENOMEM or -E2BIG with a message
+ *   protocol_download_writer_finish   the frame of message (a download
+ *                                     whose own changesets are empty; its
+ *                                     access entries are written too) with
+ *                                     the changeset added to it, at
+ *                                     changeset_server_version (1 to the
+ *                                     message's server_version) and
+ *                                     timestamp, and "changesets": [] when
+ *                                     nothing was added; the same bytes
+ *                                     protocol_serialize_download writes
+ *                                     for that message, and its errors.
+ *                                     The writer is empty again afterwards,
+ *                                     whatever the result, and keeps its
+ *                                     buffer for the next frame.
+ */
+typedef struct protocol_download_writer protocol_download_writer;
+
+int protocol_download_writer_new(protocol_download_writer **out);
+void protocol_download_writer_free(protocol_download_writer *writer);
+size_t protocol_download_writer_instruction_count(const protocol_download_writer *writer);
+int protocol_download_writer_add(void *writer, changeset_operation operation,
+                                 const char *collection, const json_t *id, const char *path,
+                                 const json_t *value, char *message, size_t message_size);
+char *protocol_download_writer_finish(protocol_download_writer *writer,
+                                      const protocol_message *message,
+                                      uint64_t changeset_server_version, int64_t timestamp,
+                                      size_t *length, protocol_error *error);
+
 /* Free everything the message points to (strings, arrays, changesets,
  * json values with one reference each, compensating_write), so all of it
  * must be the message's own; then zero it. */

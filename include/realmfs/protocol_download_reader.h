@@ -19,8 +19,8 @@
 /*
  * Exactly protocol_parse's contract and results, for every frame: the
  * same message, or the same error.  A download in the server's form —
- * compact JSON, the members in the order docs/protocol.md lists them and
- * no optional member, ids and values that are strings, numbers, true,
+ * compact JSON, the members in the order docs/protocol.md lists them (the
+ * optional access entries too), ids and values that are strings, numbers, true,
  * false, null, {}, {"$oid": ...}, {"$date": "<ISO-8601>"} or arrays of
  * these — is read directly; at anything else (another message type,
  * whitespace, a key or value written another way, a broken rule) the

@@ -388,6 +388,43 @@ static int changeset_push_failed(int error, char *message, size_t message_size)
     return changeset_out_of_memory(message, message_size);
 }
 
+/* Adds an instruction that passed changeset_check_instruction, taking
+ * the references to id and value (released on failure). */
+static int changeset_append_owned(changeset *changeset, changeset_operation operation,
+                                  const char *collection, json_t *id, const char *path,
+                                  json_t *value, char *message, size_t message_size)
+{
+    changeset_instruction owned = {
+        .operation = operation,
+        .collection = strdup(collection),
+        .id = id,
+        .path = path ? strdup(path) : NULL,
+        .value = value,
+    };
+    int result = 0;
+    if (!owned.collection || !owned.id || (path && !owned.path))
+        result = -ENOMEM;
+    if (result == 0)
+        result = changeset_push(changeset, &owned);
+    if (result != 0) {
+        changeset_instruction_free(&owned);
+        return changeset_push_failed(result, message, message_size);
+    }
+    return 0;
+}
+
+/* As changeset_append_owned, with copies of id and value. */
+static int changeset_append_checked(changeset *changeset, changeset_operation operation,
+                                    const char *collection, const json_t *id, const char *path,
+                                    const json_t *value, char *message, size_t message_size)
+{
+    json_t *value_copy = value ? json_deep_copy(value) : NULL;
+    if (value && !value_copy)
+        return changeset_out_of_memory(message, message_size);
+    return changeset_append_owned(changeset, operation, collection, json_deep_copy(id), path,
+                                  value_copy, message, message_size);
+}
+
 int changeset_append(changeset *changeset, changeset_operation operation,
                      const char *collection, const json_t *id, const char *path,
                      const json_t *value, char *message, size_t message_size)
@@ -397,129 +434,164 @@ int changeset_append(changeset *changeset, changeset_operation operation,
                                              message_size);
     if (result != 0)
         return result;
-    changeset_instruction copy = {
-        .operation = operation,
-        .collection = strdup(collection),
-        .id = json_deep_copy(id),
-        .path = path ? strdup(path) : NULL,
-        .value = value ? json_deep_copy(value) : NULL,
-    };
-    if (!copy.collection || !copy.id || (path && !copy.path) || (value && !copy.value))
-        result = -ENOMEM;
-    if (result == 0)
-        result = changeset_push(changeset, &copy);
+    return changeset_append_checked(changeset, operation, collection, id, path, value, message,
+                                    message_size);
+}
+
+int changeset_append_taking(changeset *changeset, changeset_operation operation,
+                            const char *collection, json_t *id, const char *path, json_t *value,
+                            char *message, size_t message_size)
+{
+    changeset_message_clear(message, message_size);
+    int result = changeset_check_instruction(operation, collection, id, path, value, message,
+                                             message_size);
     if (result != 0) {
-        changeset_instruction_free(&copy);
-        return changeset_push_failed(result, message, message_size);
+        json_decref(id);
+        json_decref(value);
+        return result;
     }
-    return 0;
+    return changeset_append_owned(changeset, operation, collection, id, path, value, message,
+                                  message_size);
 }
 
 /* ------------------------------------------------------------------------ */
 /* Diffs                                                                     */
 
+/* The path of the field being compared lives in one buffer that grows
+ * and shrinks as the diff descends and returns, so that a document's
+ * fields cost no allocation each. */
 typedef struct changeset_diff_context {
-    changeset *changeset;
+    changeset_visitor visit;
+    void *visit_context;
     const char *collection;
     const json_t *id;
     char *message;
     size_t message_size;
+    char *path; /* NUL-terminated; empty at the top level */
+    size_t path_length;
+    size_t path_capacity;
 } changeset_diff_context;
 
-static int changeset_diff_append(const changeset_diff_context *context,
-                                 changeset_operation operation, const char *path,
-                                 const json_t *value)
+static int changeset_diff_emit(changeset_diff_context *context, changeset_operation operation,
+                               const json_t *value)
 {
-    return changeset_append(context->changeset, operation, context->collection, context->id,
-                            path, value, context->message, context->message_size);
+    const char *path = operation == CHANGESET_SET || operation == CHANGESET_UNSET ? context->path
+                                                                                   : NULL;
+    int result = changeset_check_instruction(operation, context->collection, context->id, path,
+                                             value, context->message, context->message_size);
+    if (result != 0)
+        return result;
+    return context->visit(context->visit_context, operation, context->collection, context->id,
+                          path, value, context->message, context->message_size);
 }
 
-/* A field name becomes one step of a path, so it must be one a path can
- * spell.  *path is prefix.name (or name at the top level, where prefix is
- * NULL), malloc'd, or NULL on failure. */
-static int changeset_diff_child_path(const changeset_diff_context *context, const char *prefix,
-                                     const char *name, size_t length, char **path)
+/* A field name becomes one step of the path, so it must be one a path can
+ * spell.  Appends ".name" (or name at the top level); the caller takes it
+ * off again by restoring path_length. */
+static int changeset_diff_push_name(changeset_diff_context *context, const char *name,
+                                    size_t length)
 {
-    *path = NULL;
     if (length == 0)
         return changeset_fail(context->message, context->message_size, -EINVAL,
-                              "a field name in %s%.200s%s is empty", prefix ? "\"" : "",
-                              prefix ? prefix : "the document", prefix ? "\"" : "");
+                              "a field name in %s%.200s%s is empty",
+                              context->path_length ? "\"" : "",
+                              context->path_length ? context->path : "the document",
+                              context->path_length ? "\"" : "");
     if (memchr(name, '.', length) || memchr(name, '\0', length))
         return changeset_fail(context->message, context->message_size, -EINVAL,
                               "field name \"%.200s\" holds '.' or NUL, which a path cannot "
                               "spell",
                               name);
-    int written = prefix ? asprintf(path, "%s.%s", prefix, name) : asprintf(path, "%s", name);
-    if (written < 0) {
-        *path = NULL;
-        return changeset_out_of_memory(context->message, context->message_size);
+    size_t separator = context->path_length > 0;
+    size_t needed = context->path_length + separator + length + 1;
+    if (needed > context->path_capacity) {
+        size_t capacity = context->path_capacity ? context->path_capacity : 64;
+        while (capacity < needed)
+            capacity *= 2;
+        char *grown = realloc(context->path, capacity);
+        if (!grown)
+            return changeset_out_of_memory(context->message, context->message_size);
+        context->path = grown;
+        context->path_capacity = capacity;
     }
+    if (separator)
+        context->path[context->path_length++] = '.';
+    memcpy(context->path + context->path_length, name, length);
+    context->path_length += length;
+    context->path[context->path_length] = '\0';
     return 0;
 }
 
-static bool changeset_diff_skips(const char *prefix, const char *name, size_t length)
+static void changeset_diff_pop_to(changeset_diff_context *context, size_t length)
 {
-    return !prefix && length == 3 && memcmp(name, "_id", 3) == 0;
+    context->path_length = length;
+    if (context->path)
+        context->path[length] = '\0';
 }
 
-static int changeset_diff_documents(const changeset_diff_context *context, const char *prefix,
+static bool changeset_diff_skips(const changeset_diff_context *context, const char *name,
+                                 size_t length)
+{
+    return context->path_length == 0 && length == 3 && memcmp(name, "_id", 3) == 0;
+}
+
+static int changeset_diff_documents(changeset_diff_context *context,
                                     const json_t *old_document, const json_t *new_document);
 
-/* The instructions that take one field from old_value (NULL: absent) to
- * new_value: documents are compared field by field, and a new document is
- * sent leaf by leaf, so that embedded objects merge field by field. */
-static int changeset_diff_field(const changeset_diff_context *context, const char *path,
-                                const json_t *old_value, const json_t *new_value)
+/* The instructions that take the field at the context's path from
+ * old_value (NULL: absent) to new_value: documents are compared field by
+ * field, and a new document is sent leaf by leaf, so that embedded
+ * objects merge field by field. */
+static int changeset_diff_field(changeset_diff_context *context, const json_t *old_value,
+                                const json_t *new_value)
 {
     if (old_value && changeset_is_document(old_value) && changeset_is_document(new_value))
-        return changeset_diff_documents(context, path, old_value, new_value);
+        return changeset_diff_documents(context, old_value, new_value);
     if (old_value && changeset_value_order(old_value, new_value) == 0)
         return 0;
     if (changeset_is_document_with_fields(new_value))
-        return changeset_diff_documents(context, path, NULL, new_value);
-    return changeset_diff_append(context, CHANGESET_SET, path, new_value);
+        return changeset_diff_documents(context, NULL, new_value);
+    return changeset_diff_emit(context, CHANGESET_SET, new_value);
 }
 
-static int changeset_diff_new_fields(const changeset_diff_context *context, const char *prefix,
-                                     const json_t *old_document, const json_t *new_document)
+static int changeset_diff_new_fields(changeset_diff_context *context, const json_t *old_document,
+                                     const json_t *new_document)
 {
+    size_t prefix_length = context->path_length;
     const char *name;
     size_t length;
     json_t *new_value;
     json_object_keylen_foreach((json_t *)new_document, name, length, new_value) {
-        if (changeset_diff_skips(prefix, name, length))
+        if (changeset_diff_skips(context, name, length))
             continue;
-        char *path;
-        int result = changeset_diff_child_path(context, prefix, name, length, &path);
+        int result = changeset_diff_push_name(context, name, length);
         if (result != 0)
             return result;
         const json_t *old_value = old_document ? json_object_getn(old_document, name, length)
                                                : NULL;
-        result = changeset_diff_field(context, path, old_value, new_value);
-        free(path);
+        result = changeset_diff_field(context, old_value, new_value);
+        changeset_diff_pop_to(context, prefix_length);
         if (result != 0)
             return result;
     }
     return 0;
 }
 
-static int changeset_diff_removed_fields(const changeset_diff_context *context,
-                                         const char *prefix, const json_t *old_document,
-                                         const json_t *new_document)
+static int changeset_diff_removed_fields(changeset_diff_context *context,
+                                         const json_t *old_document, const json_t *new_document)
 {
+    size_t prefix_length = context->path_length;
     const char *name;
     size_t length;
     json_t *old_value;
     json_object_keylen_foreach((json_t *)old_document, name, length, old_value) {
-        if (changeset_diff_skips(prefix, name, length) ||
+        if (changeset_diff_skips(context, name, length) ||
             json_object_getn(new_document, name, length))
             continue;
-        char *path;
-        int result = changeset_diff_child_path(context, prefix, name, length, &path);
+        int result = changeset_diff_push_name(context, name, length);
         if (result == 0)
-            result = changeset_diff_append(context, CHANGESET_UNSET, path, NULL);
-        free(path);
+            result = changeset_diff_emit(context, CHANGESET_UNSET, NULL);
+        changeset_diff_pop_to(context, prefix_length);
         if (result != 0)
             return result;
     }
@@ -527,12 +599,12 @@ static int changeset_diff_removed_fields(const changeset_diff_context *context,
 }
 
 /* old_document NULL: everything in new_document is new. */
-static int changeset_diff_documents(const changeset_diff_context *context, const char *prefix,
+static int changeset_diff_documents(changeset_diff_context *context,
                                     const json_t *old_document, const json_t *new_document)
 {
-    int result = changeset_diff_new_fields(context, prefix, old_document, new_document);
+    int result = changeset_diff_new_fields(context, old_document, new_document);
     if (result == 0 && old_document)
-        result = changeset_diff_removed_fields(context, prefix, old_document, new_document);
+        result = changeset_diff_removed_fields(context, old_document, new_document);
     return result;
 }
 
@@ -554,8 +626,8 @@ static int changeset_diff_check_document(const changeset_diff_context *context,
     return 0;
 }
 
-static int changeset_diff_objects(const changeset_diff_context *context,
-                                  const json_t *old_document, const json_t *new_document)
+static int changeset_diff_objects(changeset_diff_context *context, const json_t *old_document,
+                                  const json_t *new_document)
 {
     int result = changeset_diff_check_document(context, old_document, "old document");
     if (result == 0)
@@ -563,22 +635,78 @@ static int changeset_diff_objects(const changeset_diff_context *context,
     if (result != 0 || (!old_document && !new_document))
         return result;
     if (!new_document)
-        return changeset_diff_append(context, CHANGESET_DELETE, NULL, NULL);
+        return changeset_diff_emit(context, CHANGESET_DELETE, NULL);
     if (!old_document)
-        result = changeset_diff_append(context, CHANGESET_CREATE, NULL, NULL);
+        result = changeset_diff_emit(context, CHANGESET_CREATE, NULL);
     if (result == 0)
-        result = changeset_diff_documents(context, NULL, old_document, new_document);
+        result = changeset_diff_documents(context, old_document, new_document);
     return result;
+}
+
+/* The diff of the two documents, after a delete when replacing. */
+static int changeset_visit_objects(const char *collection, const json_t *id, bool replace,
+                                   const json_t *old_document, const json_t *new_document,
+                                   changeset_visitor visit, void *visit_context, char *message,
+                                   size_t message_size)
+{
+    changeset_message_clear(message, message_size);
+    changeset_diff_context context = {
+        .visit = visit,
+        .visit_context = visit_context,
+        .collection = collection,
+        .id = id,
+        .message = message,
+        .message_size = message_size,
+    };
+    int result = replace ? changeset_diff_emit(&context, CHANGESET_DELETE, NULL) : 0;
+    if (result == 0)
+        result = changeset_diff_objects(&context, old_document, new_document);
+    free(context.path);
+    return result;
+}
+
+int changeset_diff_visit(const char *collection, const json_t *id, const json_t *old_document,
+                         const json_t *new_document, changeset_visitor visit, void *visit_context,
+                         char *message, size_t message_size)
+{
+    return changeset_visit_objects(collection, id, false, old_document, new_document, visit,
+                                   visit_context, message, message_size);
+}
+
+int changeset_replace_visit(const char *collection, const json_t *id, const json_t *document,
+                            changeset_visitor visit, void *visit_context, char *message,
+                            size_t message_size)
+{
+    return changeset_visit_objects(collection, id, true, NULL, document, visit, visit_context,
+                                   message, message_size);
+}
+
+static int changeset_visit_append(void *context, changeset_operation operation,
+                                  const char *collection, const json_t *id, const char *path,
+                                  const json_t *value, char *message, size_t message_size)
+{
+    return changeset_append_checked(context, operation, collection, id, path, value, message,
+                                    message_size);
 }
 
 int changeset_diff(const char *collection, const json_t *id, const json_t *old_document,
                    const json_t *new_document, changeset *append_to, char *message,
                    size_t message_size)
 {
-    changeset_message_clear(message, message_size);
-    changeset_diff_context context = {append_to, collection, id, message, message_size};
     size_t count = append_to->count;
-    int result = changeset_diff_objects(&context, old_document, new_document);
+    int result = changeset_diff_visit(collection, id, old_document, new_document,
+                                      changeset_visit_append, append_to, message, message_size);
+    if (result != 0)
+        changeset_truncate(append_to, count);
+    return result;
+}
+
+int changeset_replace(const char *collection, const json_t *id, const json_t *document,
+                      changeset *append_to, char *message, size_t message_size)
+{
+    size_t count = append_to->count;
+    int result = changeset_replace_visit(collection, id, document, changeset_visit_append,
+                                         append_to, message, message_size);
     if (result != 0)
         changeset_truncate(append_to, count);
     return result;

@@ -819,7 +819,7 @@ static json_t *parse_fields(const char *text, size_t length, const ejson_field_s
     if (document)
         return document;
     document = ejson_parse(text, length, error);
-    if (document)
+    if (document && fields)
         keep_only_fields(document, fields);
     return document;
 }

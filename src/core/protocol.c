@@ -908,48 +908,82 @@ static const char *const protocol_operation_names[] = {
     [CHANGESET_UNSET] = "unset",
 };
 
-static void protocol_write_instruction_text(protocol_text *text,
-                                            const changeset_instruction *instruction)
+/* An instruction's members are written in three parts, so that the
+ * download writer can repeat the middle one (the object) from its text. */
+static void protocol_write_instruction_operation_text(protocol_text *text,
+                                                      changeset_operation operation)
 {
-    protocol_text_add_member_name(text, "op", true);
-    protocol_text_add_string(text, protocol_operation_names[instruction->operation],
-                             strlen(protocol_operation_names[instruction->operation]));
-    protocol_text_add_member_name(text, "collection", false);
-    protocol_text_add_string(text, instruction->collection, strlen(instruction->collection));
-    protocol_text_add_member_name(text, "id", false);
-    protocol_text_add_value(text, instruction->id);
-    if (instruction->path) {
-        protocol_text_add_member_name(text, "path", false);
-        protocol_text_add_string(text, instruction->path, strlen(instruction->path));
+    protocol_text_add_raw(text, "\"op\":\"");
+    protocol_text_add_raw(text, protocol_operation_names[operation]);
+    protocol_text_add(text, "\"", 1);
+}
+
+static void protocol_write_instruction_object_text(protocol_text *text, const char *collection,
+                                                   const json_t *id)
+{
+    protocol_text_add_raw(text, ",\"collection\":");
+    protocol_text_add_string(text, collection, strlen(collection));
+    protocol_text_add_raw(text, ",\"id\":");
+    protocol_text_add_value(text, id);
+}
+
+static void protocol_write_instruction_operands_text(protocol_text *text, const char *path,
+                                                     const json_t *value)
+{
+    if (path) {
+        protocol_text_add_raw(text, ",\"path\":");
+        protocol_text_add_string(text, path, strlen(path));
     }
-    if (instruction->value) {
-        protocol_text_add_member_name(text, "value", false);
-        protocol_text_add_value(text, instruction->value);
+    if (value) {
+        protocol_text_add_raw(text, ",\"value\":");
+        protocol_text_add_value(text, value);
     }
 }
 
-/* What protocol_write_download_changeset builds: server_version, then
- * changeset_to_json's members in its order. */
+static void protocol_write_instruction_text(protocol_text *text, changeset_operation operation,
+                                            const char *collection, const json_t *id,
+                                            const char *path, const json_t *value)
+{
+    protocol_write_instruction_operation_text(text, operation);
+    protocol_write_instruction_object_text(text, collection, id);
+    protocol_write_instruction_operands_text(text, path, value);
+}
+
+/* What protocol_write_download_changeset builds up to its instructions:
+ * server_version, then changeset_to_json's members in its order, and the
+ * '[' that opens "instructions". */
+static bool protocol_write_changeset_head_text(protocol_text *text, uint64_t server_version,
+                                               uint64_t origin, uint64_t client_version,
+                                               int64_t timestamp)
+{
+    if (server_version > INT64_MAX || origin > INT64_MAX || client_version > INT64_MAX ||
+        timestamp < 0)
+        return false;
+    protocol_text_add_member_name(text, "server_version", true);
+    protocol_text_add_integer(text, (int64_t)server_version);
+    protocol_text_add_member_name(text, "origin", false);
+    protocol_text_add_integer(text, (int64_t)origin);
+    protocol_text_add_member_name(text, "client_version", false);
+    protocol_text_add_integer(text, (int64_t)client_version);
+    protocol_text_add_member_name(text, "timestamp", false);
+    protocol_text_add_integer(text, timestamp);
+    protocol_text_add_member_name(text, "instructions", false);
+    protocol_text_add(text, "[", 1);
+    return true;
+}
+
 static bool protocol_write_download_changeset_text(protocol_text *text,
                                                    const protocol_download_changeset *element)
 {
     const changeset *written = &element->changeset;
-    if (element->server_version > INT64_MAX || written->origin > INT64_MAX ||
-        written->client_version > INT64_MAX || written->timestamp < 0)
+    if (!protocol_write_changeset_head_text(text, element->server_version, written->origin,
+                                            written->client_version, written->timestamp))
         return false;
-    protocol_text_add_member_name(text, "server_version", true);
-    protocol_text_add_integer(text, (int64_t)element->server_version);
-    protocol_text_add_member_name(text, "origin", false);
-    protocol_text_add_integer(text, (int64_t)written->origin);
-    protocol_text_add_member_name(text, "client_version", false);
-    protocol_text_add_integer(text, (int64_t)written->client_version);
-    protocol_text_add_member_name(text, "timestamp", false);
-    protocol_text_add_integer(text, written->timestamp);
-    protocol_text_add_member_name(text, "instructions", false);
-    protocol_text_add(text, "[", 1);
     for (size_t i = 0; i < written->count; i++) {
+        const changeset_instruction *instruction = &written->instructions[i];
         protocol_text_add(text, i > 0 ? ",{" : "{", i > 0 ? 2 : 1);
-        protocol_write_instruction_text(text, &written->instructions[i]);
+        protocol_write_instruction_text(text, instruction->operation, instruction->collection,
+                                        instruction->id, instruction->path, instruction->value);
         protocol_text_add(text, "}", 1);
     }
     protocol_text_add(text, "]", 1);
@@ -1790,6 +1824,35 @@ char *protocol_serialize(const protocol_message *message, size_t *length,
     return text;
 }
 
+/* The end of writing a download's text: what went wrong, if anything, as
+ * a protocol error; else the frame, passed to the caller. */
+static char *protocol_finish_download_text(protocol_text *text, bool written,
+                                           const char *failed, uint64_t session,
+                                           size_t *length, protocol_error *error)
+{
+    if (!written && !text->failed) {
+        free(text->data);
+        protocol_fail(error, PROTOCOL_ERROR_INTERNAL,
+                      "download.%s: cannot be written (a value out of range)", failed);
+        return NULL;
+    }
+    if (text->failed) {
+        free(text->data);
+        protocol_out_of_memory(error);
+        return NULL;
+    }
+    if (text->length > PROTOCOL_MAX_MESSAGE_BYTES) {
+        free(text->data);
+        *error = (protocol_error){.code = PROTOCOL_ERROR_MESSAGE_TOO_LARGE, .session = session};
+        snprintf(error->message, sizeof error->message,
+                 "download: the frame is %zu bytes, over the limit of %d", text->length,
+                 PROTOCOL_MAX_MESSAGE_BYTES);
+        return NULL;
+    }
+    *length = text->length;
+    return text->data;
+}
+
 char *protocol_serialize_download(const protocol_message *message, size_t *length,
                                   protocol_error *error)
 {
@@ -1801,29 +1864,178 @@ char *protocol_serialize_download(const protocol_message *message, size_t *lengt
         return NULL;
     protocol_text text = {0};
     const char *failed = NULL;
-    if (!protocol_write_object_text(&text, spec->members, spec->member_count, message, &failed) &&
-        !text.failed) {
-        free(text.data);
+    bool written =
+        protocol_write_object_text(&text, spec->members, spec->member_count, message, &failed);
+    return protocol_finish_download_text(&text, written, failed, message->session, length,
+                                         error);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Downloads written as they are built                                       */
+
+struct protocol_download_writer {
+    protocol_text instructions; /* each "{...}", with "," between them */
+    size_t instruction_count;
+    /* The object of the last instruction and where the text naming it
+     * (,"collection":...,"id":...) is in instructions: the instructions
+     * of one object repeat it.  The id is held, so that its address
+     * cannot come to name another value meanwhile. */
+    json_t *object_id;
+    char *object_collection;
+    size_t object_text_at;
+    size_t object_text_length;
+};
+
+static void protocol_download_writer_forget_object(protocol_download_writer *writer)
+{
+    json_decref(writer->object_id);
+    free(writer->object_collection);
+    writer->object_id = NULL;
+    writer->object_collection = NULL;
+}
+
+/* ,"collection":...,"id":... for the instruction being written. */
+static void protocol_download_writer_add_object(protocol_download_writer *writer,
+                                                const char *collection, const json_t *id)
+{
+    protocol_text *text = &writer->instructions;
+    if (writer->object_id == id && strcmp(writer->object_collection, collection) == 0) {
+        if (protocol_text_reserve(text, writer->object_text_length)) {
+            memcpy(text->data + text->length, text->data + writer->object_text_at,
+                   writer->object_text_length);
+            text->length += writer->object_text_length;
+            text->data[text->length] = '\0';
+        }
+        return;
+    }
+    protocol_download_writer_forget_object(writer);
+    size_t at = text->length;
+    protocol_write_instruction_object_text(text, collection, id);
+    writer->object_collection = strdup(collection);
+    if (!writer->object_collection)
+        return; /* no cache: the next instruction writes its object again */
+    writer->object_id = json_incref((json_t *)id);
+    writer->object_text_at = at;
+    writer->object_text_length = text->length - at;
+}
+
+/* What the "changesets" member of a written download reads: the message
+ * comes first, so the other members' offsets hold. */
+typedef struct protocol_written_download {
+    protocol_message message;
+    const protocol_download_writer *writer;
+    uint64_t changeset_server_version;
+    int64_t timestamp;
+} protocol_written_download;
+
+int protocol_download_writer_new(protocol_download_writer **out)
+{
+    *out = calloc(1, sizeof **out);
+    return *out ? 0 : -ENOMEM;
+}
+
+void protocol_download_writer_free(protocol_download_writer *writer)
+{
+    if (!writer)
+        return;
+    protocol_download_writer_forget_object(writer);
+    free(writer->instructions.data);
+    free(writer);
+}
+
+size_t protocol_download_writer_instruction_count(const protocol_download_writer *writer)
+{
+    return writer->instruction_count;
+}
+
+int protocol_download_writer_add(void *context, changeset_operation operation,
+                                 const char *collection, const json_t *id, const char *path,
+                                 const json_t *value, char *message, size_t message_size)
+{
+    protocol_download_writer *writer = context;
+    if (writer->instruction_count == CHANGESET_MAX_INSTRUCTIONS) {
+        snprintf(message, message_size, "more than %u instructions",
+                 (unsigned)CHANGESET_MAX_INSTRUCTIONS);
+        return -E2BIG;
+    }
+    protocol_text *text = &writer->instructions;
+    protocol_text_add(text, writer->instruction_count > 0 ? ",{" : "{",
+                      writer->instruction_count > 0 ? 2 : 1);
+    protocol_write_instruction_operation_text(text, operation);
+    protocol_download_writer_add_object(writer, collection, id);
+    protocol_write_instruction_operands_text(text, path, value);
+    protocol_text_add(text, "}", 1);
+    if (text->failed) {
+        snprintf(message, message_size, "out of memory");
+        return -ENOMEM;
+    }
+    writer->instruction_count++;
+    return 0;
+}
+
+static bool protocol_write_written_changesets_text(protocol_text *text, const void *field)
+{
+    const protocol_written_download *download = field;
+    const protocol_download_writer *writer = download->writer;
+    protocol_text_add(text, "[", 1);
+    if (writer->instruction_count > 0) {
+        protocol_text_add(text, "{", 1);
+        if (!protocol_write_changeset_head_text(text, download->changeset_server_version, 0, 0,
+                                                download->timestamp))
+            return false;
+        protocol_text_add(text, writer->instructions.data, writer->instructions.length);
+        protocol_text_add(text, "]}", 2);
+    }
+    protocol_text_add(text, "]", 1);
+    return true;
+}
+
+static const protocol_codec protocol_written_changesets_codec = {
+    NULL, NULL, NULL, protocol_write_written_changesets_text, NULL};
+
+char *protocol_download_writer_finish(protocol_download_writer *writer,
+                                      const protocol_message *message,
+                                      uint64_t changeset_server_version, int64_t timestamp,
+                                      size_t *length, protocol_error *error)
+{
+    *error = (protocol_error){0};
+    const protocol_download_body *body = &message->body.download;
+    protocol_written_download download = {
+        .message = *message,
+        .writer = writer,
+        .changeset_server_version = changeset_server_version,
+        .timestamp = timestamp,
+    };
+    char *frame = NULL;
+    if (message->type != PROTOCOL_MESSAGE_DOWNLOAD || body->changeset_count > 0)
         protocol_fail(error, PROTOCOL_ERROR_INTERNAL,
-                      "%s.%s: cannot be written (a value out of range)", spec->name, failed);
-        return NULL;
+                      "download: a written download holds no changesets of its own");
+    else if (writer->instruction_count > 0 &&
+             (changeset_server_version == 0 || changeset_server_version > body->server_version))
+        protocol_fail(error, PROTOCOL_ERROR_BAD_CHANGESET,
+                      "download.changesets[0].server_version: %" PRIu64
+                      " is 0 or greater than the server_version of the message (%" PRIu64 ")",
+                      changeset_server_version, body->server_version);
+    else {
+        protocol_member members[PROTOCOL_COUNT_OF(protocol_download_members)];
+        for (size_t i = 0; i < PROTOCOL_COUNT_OF(members); i++) {
+            members[i] = protocol_download_members[i];
+            if (strcmp(members[i].name, "changesets") == 0)
+                members[i] = (protocol_member){"changesets", 0,
+                                               &protocol_written_changesets_codec, false};
+        }
+        protocol_text text = {0};
+        protocol_text_reserve(&text, writer->instructions.length + 1024);
+        const char *failed = NULL;
+        bool written = protocol_write_object_text(&text, members, PROTOCOL_COUNT_OF(members),
+                                                  &download, &failed);
+        frame = protocol_finish_download_text(&text, written, failed, message->session, length,
+                                              error);
     }
-    if (text.failed) {
-        free(text.data);
-        protocol_out_of_memory(error);
-        return NULL;
-    }
-    if (text.length > PROTOCOL_MAX_MESSAGE_BYTES) {
-        free(text.data);
-        *error = (protocol_error){.code = PROTOCOL_ERROR_MESSAGE_TOO_LARGE,
-                                  .session = message->session};
-        snprintf(error->message, sizeof error->message,
-                 "download: the frame is %zu bytes, over the limit of %d", text.length,
-                 PROTOCOL_MAX_MESSAGE_BYTES);
-        return NULL;
-    }
-    *length = text.length;
-    return text.data;
+    writer->instructions.length = 0;
+    writer->instruction_count = 0;
+    protocol_download_writer_forget_object(writer);
+    return frame;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -40,6 +40,11 @@ typedef struct frame_reader {
     const char *text;
     size_t at;
     size_t end;
+    /* The id of the last instruction read and its text: a replacement
+     * names one object in several instructions, which then share it. */
+    json_t *last_id;
+    size_t last_id_at;
+    size_t last_id_length;
 } frame_reader;
 
 /* ------------------------------------------------------------------------ */
@@ -365,7 +370,29 @@ static bool operation_named(const char *name, changeset_operation *operation)
     return false;
 }
 
-/* One instruction object; changeset_append checks it. */
+/* An instruction's id: a new reference to the last one read when its
+ * text is the same (what follows an id, ',' or '}', ends a number too). */
+static bool read_id(frame_reader *reader, json_t **id)
+{
+    size_t length = reader->last_id_length;
+    if (reader->last_id && reader->end - reader->at > length &&
+        memcmp(reader->text + reader->at, reader->text + reader->last_id_at, length) == 0 &&
+        (reader->text[reader->at + length] == ',' || reader->text[reader->at + length] == '}')) {
+        reader->at += length;
+        *id = json_incref(reader->last_id);
+        return true;
+    }
+    size_t start = reader->at;
+    if (!read_value(reader, 0, id))
+        return false;
+    json_decref(reader->last_id);
+    reader->last_id = json_incref(*id);
+    reader->last_id_at = start;
+    reader->last_id_length = reader->at - start;
+    return true;
+}
+
+/* One instruction object; changeset_append_taking checks it. */
 static bool read_instruction(frame_reader *reader, changeset *read)
 {
     char operation_name[READER_NAME_MAX + 1], collection[READER_NAME_MAX + 1],
@@ -376,19 +403,20 @@ static bool read_instruction(frame_reader *reader, changeset *read)
     bool ok = take(reader, "{\"op\":") && read_name(reader, operation_name) &&
               operation_named(operation_name, &operation) && take(reader, ",\"collection\":") &&
               read_name(reader, collection) && take(reader, ",\"id\":") &&
-              read_value(reader, 0, &id);
+              read_id(reader, &id);
     if (ok && take(reader, ",\"path\":")) {
         has_path = true;
         ok = read_name(reader, path);
     }
     if (ok && take(reader, ",\"value\":"))
         ok = read_value(reader, 0, &value);
-    ok = ok && take(reader, "}") &&
-         changeset_append(read, operation, collection, id, has_path ? path : NULL, value, NULL,
-                          0) == 0;
-    json_decref(id);
-    json_decref(value);
-    return ok;
+    if (!(ok && take(reader, "}"))) {
+        json_decref(id);
+        json_decref(value);
+        return false;
+    }
+    return changeset_append_taking(read, operation, collection, id, has_path ? path : NULL,
+                                   value, NULL, 0) == 0;
 }
 
 static bool read_instructions(frame_reader *reader, changeset *read)
@@ -426,6 +454,38 @@ static bool read_download_changeset(frame_reader *reader, protocol_download_body
     return ok;
 }
 
+/* One access entry: {"collection": name, "id": id, "writable": bool}. */
+static bool read_access_entry(frame_reader *reader, protocol_download_body *download)
+{
+    char collection[READER_NAME_MAX + 1];
+    json_t *id = NULL;
+    bool writable = false;
+    bool ok = take(reader, "{\"collection\":") && read_name(reader, collection) &&
+              collection[0] != '\0' && take(reader, ",\"id\":") && read_value(reader, 0, &id);
+    if (ok) {
+        value_type type = value_type_of(id);
+        ok = type == VALUE_STRING || type == VALUE_INT || type == VALUE_OBJECT_ID;
+    }
+    ok = ok && take(reader, ",\"writable\":") && read_boolean(reader, &writable) &&
+         take(reader, "}") &&
+         protocol_download_add_access(download, collection, id, writable) == 0;
+    json_decref(id);
+    return ok;
+}
+
+/* The optional "access" member, when it has entries (an empty one is left
+ * to protocol_parse). */
+static bool read_access(frame_reader *reader, protocol_download_body *download)
+{
+    if (!take(reader, ",\"access\":["))
+        return true;
+    bool ok;
+    do
+        ok = read_access_entry(reader, download);
+    while (ok && take(reader, ","));
+    return ok && take(reader, "]");
+}
+
 static bool read_download(frame_reader *reader, protocol_message *message)
 {
     protocol_download_body *download = &message->body.download;
@@ -453,7 +513,7 @@ static bool read_download(frame_reader *reader, protocol_message *message)
         while (ok && take(reader, ","));
         ok = ok && take(reader, "]");
     }
-    ok = ok && take(reader, "}") && reader->at == reader->end;
+    ok = ok && read_access(reader, download) && take(reader, "}") && reader->at == reader->end;
     size_t count = download->changeset_count;
     return ok && (count == 0 || download->changesets[count - 1].server_version <=
                                     download->server_version);
@@ -463,7 +523,9 @@ bool protocol_read_download_text(const char *text, size_t length, protocol_messa
 {
     frame_reader reader = { .text = text, .end = length };
     *out = (protocol_message){ 0 };
-    if (length <= PROTOCOL_MAX_MESSAGE_BYTES && read_download(&reader, out))
+    bool read = length <= PROTOCOL_MAX_MESSAGE_BYTES && read_download(&reader, out);
+    json_decref(reader.last_id);
+    if (read)
         return true;
     protocol_message_clear(out);
     *out = (protocol_message){ 0 };

@@ -15,8 +15,7 @@
  * does: a reader that turns numbers into doubles would lose digits. */
 #define PROTOCOL_TEXT_SAFE_INTEGER INT64_C(9007199254740992) /* 2^53 */
 
-/* Room for count more bytes and a NUL. */
-static bool protocol_text_reserve(protocol_text *text, size_t count)
+bool protocol_text_reserve(protocol_text *text, size_t count)
 {
     if (text->failed)
         return false;
@@ -40,7 +39,7 @@ static bool protocol_text_reserve(protocol_text *text, size_t count)
     return true;
 }
 
-void protocol_text_add(protocol_text *text, const char *bytes, size_t count)
+void protocol_text_add_growing(protocol_text *text, const char *bytes, size_t count)
 {
     if (!protocol_text_reserve(text, count))
         return;

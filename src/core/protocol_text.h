@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef struct protocol_text {
     char *data; /* NUL-terminated once anything was added */
@@ -33,8 +34,22 @@ typedef struct protocol_text {
     bool failed;
 } protocol_text;
 
-/* Bytes as they are. */
-void protocol_text_add(protocol_text *text, const char *bytes, size_t count);
+/* Room for count more bytes and a NUL, so that a writer that knows its
+ * size grows the buffer once.  false when memory ran out (failed set). */
+bool protocol_text_reserve(protocol_text *text, size_t count);
+/* Bytes as they are.  Inline, as every piece of every frame comes here:
+ * the call costs more than the copy when there is room. */
+void protocol_text_add_growing(protocol_text *text, const char *bytes, size_t count);
+static inline void protocol_text_add(protocol_text *text, const char *bytes, size_t count)
+{
+    if (text->failed || text->capacity - text->length <= count) {
+        protocol_text_add_growing(text, bytes, count);
+        return;
+    }
+    memcpy(text->data + text->length, bytes, count);
+    text->length += count;
+    text->data[text->length] = '\0';
+}
 /* A NUL-terminated literal or name, as it is. */
 void protocol_text_add_raw(protocol_text *text, const char *string);
 void protocol_text_add_integer(protocol_text *text, int64_t number);

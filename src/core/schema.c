@@ -108,6 +108,7 @@ typedef struct schema_walk {
     char path[SCHEMA_PATH_MAX];
     size_t path_length;
     bool convert; /* store converted numbers back into the document */
+    bool conversion_found; /* a value must be stored as another number type */
     char *message;
     size_t message_size;
 } schema_walk;
@@ -118,6 +119,7 @@ static void schema_walk_start(schema_walk *walk, bool convert, char *message,
     walk->path[0] = '\0';
     walk->path_length = 0;
     walk->convert = convert;
+    walk->conversion_found = false;
     walk->message = message;
     walk->message_size = message_size;
     if (message_size > 0)
@@ -158,12 +160,26 @@ static size_t schema_path_append(schema_walk *walk, const char *format, ...)
     return previous_length;
 }
 
-/* A field name joins the path with a dot, except at the top level. */
+/* Cut short where the path is full, as schema_path_append is. */
+static void schema_path_add_bytes(schema_walk *walk, const char *bytes, size_t count)
+{
+    size_t room = sizeof walk->path - 1 - walk->path_length;
+    if (count > room)
+        count = room;
+    memcpy(walk->path + walk->path_length, bytes, count);
+    walk->path_length += count;
+    walk->path[walk->path_length] = '\0';
+}
+
+/* A field name joins the path with a dot, except at the top level.  Every
+ * field of every document validated passes here, so no printf. */
 static size_t schema_path_push_name(schema_walk *walk, const char *name)
 {
-    if (walk->path_length == 0)
-        return schema_path_append(walk, "%s", name);
-    return schema_path_append(walk, ".%s", name);
+    size_t previous_length = walk->path_length;
+    if (previous_length > 0)
+        schema_path_add_bytes(walk, ".", 1);
+    schema_path_add_bytes(walk, name, strlen(name));
+    return previous_length;
 }
 
 static size_t schema_path_push_index(schema_walk *walk, size_t index)
@@ -494,6 +510,8 @@ static int schema_validate_member(schema_walk *walk, const json_t *schema, json_
     schema_conversion conversion;
     *replacement = NULL;
     int result = schema_validate_value(walk, schema, value, &conversion);
+    if (result == 0 && conversion != SCHEMA_KEEP)
+        walk->conversion_found = true;
     if (result != 0 || conversion == SCHEMA_KEEP || !walk->convert)
         return result;
     *replacement = schema_convert(value, conversion);
@@ -617,15 +635,15 @@ static int schema_validate_root(schema_walk *walk, const json_t *schema, json_t 
 }
 
 /* Two walks: the first only validates, so that a document that fails is
- * left exactly as it was; the second converts numbers and can then fail
- * only for want of memory. */
+ * left exactly as it was; the second, when the first found a number to
+ * convert, converts and can then fail only for want of memory. */
 int schema_validate_document(const json_t *schema, json_t *document,
                              char *message, size_t message_size)
 {
     schema_walk walk;
     schema_walk_start(&walk, false, message, message_size);
     int result = schema_validate_root(&walk, schema, document);
-    if (result != 0)
+    if (result != 0 || !walk.conversion_found)
         return result;
     schema_walk_start(&walk, true, message, message_size);
     return schema_validate_root(&walk, schema, document);

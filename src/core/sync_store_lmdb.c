@@ -535,37 +535,64 @@ void sync_store_integration_clear(sync_store_integration *integration)
     *integration = (sync_store_integration){ 0 };
 }
 
+/* The record of the file whose changesets are being integrated.  The
+ * changesets of one upload come from one file: its record is read once
+ * and written once, not parsed and written again for each of them. */
+typedef struct origin_record {
+    uint64_t identity; /* 0: none held */
+    json_t *record;
+    bool changed;
+} origin_record;
+
+/* Writes the record held when it changed, and lets it go. */
+static int origin_record_flush(const sync_call *call, origin_record *origin)
+{
+    int result = 0;
+    if (origin->record != NULL && origin->changed)
+        result = save_file_record(call, origin->identity, origin->record, 0);
+    json_decref(origin->record);
+    *origin = (origin_record){ 0 };
+    return result;
+}
+
+static int origin_record_hold(const sync_call *call, origin_record *origin, uint64_t identity)
+{
+    if (origin->record != NULL && origin->identity == identity)
+        return 0;
+    int result = origin_record_flush(call, origin);
+    if (result == 0)
+        result = load_file_record(call, identity, &origin->record);
+    if (result == 0)
+        origin->identity = identity;
+    return result;
+}
+
 /* The server version a changeset gets, and whether a client's changeset
- * was integrated already; records the file's progress. */
-static int check_origin(const sync_call *call, const changeset *changeset, int64_t now_ms,
-                        bool *skipped)
+ * was integrated already; records the file's progress in origin, which
+ * the caller flushes. */
+static int check_origin(const sync_call *call, origin_record *origin, const changeset *changeset,
+                        int64_t now_ms, bool *skipped)
 {
     *skipped = false;
     if (changeset->origin == 0)
         return 0;
-    json_t *record;
-    int result = load_file_record(call, changeset->origin, &record);
+    int result = origin_record_hold(call, origin, changeset->origin);
     if (result != 0)
         return result;
     uint64_t last_integrated;
-    if (!read_record_number(record, "last_integrated_client_version", &last_integrated)) {
-        json_decref(record);
+    if (!read_record_number(origin->record, "last_integrated_client_version", &last_integrated))
         return lmdb_fail(&call->lmdb, -EIO, "the record of client file %llu is damaged",
                          (unsigned long long)changeset->origin);
-    }
     if (changeset->client_version <= last_integrated) {
         *skipped = true;
-        json_decref(record);
         return 0;
     }
-    if (json_object_set_new(record, "last_integrated_client_version",
+    origin->changed = true;
+    if (json_object_set_new(origin->record, "last_integrated_client_version",
                             json_integer((json_int_t)changeset->client_version)) != 0
-        || json_object_set_new(record, "last_seen", json_integer(now_ms)) != 0)
-        result = fail_out_of_memory(call);
-    else
-        result = save_file_record(call, changeset->origin, record, 0);
-    json_decref(record);
-    return result;
+        || json_object_set_new(origin->record, "last_seen", json_integer(now_ms)) != 0)
+        return fail_out_of_memory(call);
+    return 0;
 }
 
 static int apply_instructions(const sync_call *call, object_cache *cache,
@@ -795,9 +822,10 @@ static int integrate(const sync_call *call, const changeset *changesets, size_t 
     uint64_t server_version;
     int result = get_server_version(call, &server_version);
     object_cache cache = { 0 };
+    origin_record origin = { 0 };
     for (size_t index = 0; index < count && result == 0; index++) {
         bool skipped;
-        result = check_origin(call, &changesets[index], now_ms, &skipped);
+        result = check_origin(call, &origin, &changesets[index], now_ms, &skipped);
         if (result != 0 || skipped) {
             results[index].skipped = skipped;
             continue;
@@ -809,6 +837,9 @@ static int integrate(const sync_call *call, const changeset *changesets, size_t 
         if (result == 0)
             result = append_history(call, server_version, &changesets[index], now_ms);
     }
+    int flushed = origin_record_flush(call, &origin);
+    if (result == 0)
+        result = flushed;
     if (result == 0)
         result = write_objects(call, &cache);
     if (result == 0)

@@ -55,10 +55,7 @@ int sync_download_append_replacement(const char *collection, const json_t *id,
                                      size_t message_size)
 {
     size_t count = download->count;
-    int result = changeset_append(download, CHANGESET_DELETE, collection, id, NULL, NULL, message,
-                                  message_size);
-    if (result == 0 && document != NULL)
-        result = changeset_diff(collection, id, NULL, document, download, message, message_size);
+    int result = changeset_replace(collection, id, document, download, message, message_size);
     return sync_download_affected(result, download, count);
 }
 

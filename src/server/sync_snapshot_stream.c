@@ -12,7 +12,6 @@
 #include "realmfs/ejson.h"
 #include "realmfs/protocol.h"
 #include "realmfs/value.h"
-#include "sync_download.h"
 
 /* Bytes a delete is counted as in a batch (it carries no document). */
 #define SYNC_STREAM_DELETE_BYTES 64
@@ -36,6 +35,7 @@ struct sync_snapshot_stream {
     sync_view *new_view; /* the view the client ends with */
     sync_stream_header header;
     size_t batch_bytes;
+    protocol_download_writer *writer; /* the batch's instructions, one batch at a time */
     int64_t timestamp;
     uint64_t objects_done;
     uint64_t objects_total;
@@ -53,13 +53,13 @@ struct sync_snapshot_stream {
     size_t key_index;
 };
 
-/* The batch being filled while a scan runs: its changeset, and the
- * download it goes into, which takes the access entries of the objects
- * the client may not write as they come. */
+/* The batch being filled while a scan runs: its instructions go into the
+ * stream's writer, and the download (with no changesets of its own) takes
+ * the access entries of the objects the client may not write as they
+ * come. */
 typedef struct sync_stream_batch {
     sync_snapshot_stream *stream;
     const char *collection;
-    changeset changeset;
     protocol_message download;
     size_t bytes;
     size_t objects;
@@ -73,6 +73,7 @@ void sync_snapshot_stream_free(sync_snapshot_stream *stream)
     if (stream == NULL)
         return;
     sync_store_snapshot_end(stream->snapshot);
+    protocol_download_writer_free(stream->writer);
     sync_view_unref(stream->old_view);
     sync_view_unref(stream->new_view);
     for (size_t index = 0; index < stream->collection_count; index++)
@@ -111,7 +112,12 @@ static int sync_stream_start(sync_stream_kind kind, const app_config *app, sync_
     stream->header = *header;
     stream->batch_bytes = batch_bytes;
     stream->timestamp = now_ms;
-    int result = sync_store_snapshot_begin(store, &stream->snapshot);
+    int result = protocol_download_writer_new(&stream->writer);
+    if (result != 0) {
+        sync_snapshot_stream_free(stream);
+        return sync_stream_report(result, message, message_size, "");
+    }
+    result = sync_store_snapshot_begin(store, &stream->snapshot);
     if (result != 0) {
         sync_snapshot_stream_free(stream);
         return sync_stream_report(result, message, message_size, "opening a snapshot");
@@ -324,11 +330,11 @@ static int sync_stream_add_replacement(sync_stream_batch *batch, const json_t *i
                                                                prepared, &readable)
                                  : 0;
     if (result == 0)
-        result = sync_download_append_replacement(batch->collection, id, readable,
-                                                  &batch->changeset, batch->message,
-                                                  batch->message_size);
+        result = changeset_replace_visit(batch->collection, id, readable,
+                                         protocol_download_writer_add, batch->stream->writer,
+                                         batch->message, batch->message_size);
     json_decref(readable);
-    if (result > 0)
+    if (result == 0)
         batch->objects++;
     if (result >= 0 && object->visible && !object->writable) {
         json_t *copy = json_deep_copy(id); /* a scan's id lives only during its visit */
@@ -373,7 +379,7 @@ static int sync_stream_add_object(sync_stream_batch *batch, const json_t *id, js
 static int sync_stream_add_text(sync_stream_batch *batch, const sync_store_document_view *view)
 {
     ejson_error error;
-    json_t *document = ejson_parse(view->text, view->size, &error);
+    json_t *document = ejson_parse_canonical_fields(view->text, view->size, NULL, &error);
     if (document == NULL) {
         snprintf(batch->message, batch->message_size, "%s: a stored document does not parse: %s",
                  batch->collection, error.message);
@@ -485,13 +491,10 @@ static char *sync_stream_frame(sync_snapshot_stream *stream, sync_stream_batch *
                                   : (double)stream->objects_done / (double)stream->objects_total;
     if (body->progress_estimate > 1.0)
         body->progress_estimate = 1.0;
-    char *frame = NULL;
-    protocol_error error = {0};
-    if (batch->changeset.count == 0 ||
-        protocol_download_add(body, body->server_version, &batch->changeset) == 0)
-        frame = protocol_serialize_download(&batch->download, length, &error);
-    else
-        snprintf(error.message, sizeof error.message, "out of memory");
+    protocol_error error;
+    char *frame = protocol_download_writer_finish(stream->writer, &batch->download,
+                                                  body->server_version, stream->timestamp,
+                                                  length, &error);
     if (frame == NULL)
         snprintf(message, message_size, "a bootstrap frame cannot be sent: %s", error.message);
     return frame;
@@ -503,7 +506,6 @@ int sync_snapshot_stream_next(sync_snapshot_stream *stream, char **frame, size_t
 {
     *frame = NULL;
     sync_stream_batch batch = {.stream = stream, .message = message, .message_size = message_size};
-    batch.changeset.timestamp = stream->timestamp;
     protocol_message_init(&batch.download, PROTOCOL_MESSAGE_DOWNLOAD, stream->header.session);
     int result = stream->kind == SYNC_STREAM_BOOTSTRAP ? sync_stream_fill_bootstrap(&batch)
                                                        : sync_stream_fill_catch_up(&batch);
@@ -516,7 +518,6 @@ int sync_snapshot_stream_next(sync_snapshot_stream *stream, char **frame, size_t
         if (*frame == NULL)
             result = -EINVAL;
     }
-    changeset_clear(&batch.changeset);
     protocol_message_clear(&batch.download);
     return result;
 }

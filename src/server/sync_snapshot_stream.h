@@ -67,7 +67,7 @@ int sync_snapshot_stream_catch_up(const app_config *app, sync_store *store, sync
  * The next frame, malloc'd, in *frame (its length in *length); *finished
  * says it was the last one.  *objects counts the objects it carries.
  * 0, or a negative errno with a message (a store failure, a frame that
- * cannot be written).
+ * cannot be written); after a failure the stream can only be freed.
  */
 int sync_snapshot_stream_next(sync_snapshot_stream *stream, char **frame, size_t *length,
                               bool *finished, size_t *objects, char *message,

@@ -1173,6 +1173,111 @@ START_TEST(test_download_writer_refuses_what_cannot_be_read)
 }
 END_TEST
 
+/* A download written as it is built is byte for byte the download of the
+ * same replacements built as a changeset; an empty writer writes
+ * "changesets": []; the writer is empty again after each frame. */
+START_TEST(test_written_download_matches_built_one)
+{
+    protocol_download_writer *writer;
+    ck_assert_int_eq(protocol_download_writer_new(&writer), 0);
+    for (uint64_t round = 0; round < 200; round++) {
+        protocol_message built, header;
+        protocol_message_init(&built, PROTOCOL_MESSAGE_DOWNLOAD, 1 + round);
+        built.body.download.server_version = 50 + round;
+        built.body.download.progress_estimate = (double)random_below(1000) / 999.0;
+        built.body.download.last_in_batch = random_below(2);
+        changeset replacements = {.timestamp = (int64_t)(random_next() >> 1)};
+        size_t objects = random_below(4);
+        char message[256];
+        for (size_t i = 0; i < objects; i++) {
+            json_t *id = random_id();
+            json_t *document = random_below(4) == 0 ? NULL : random_container(0, true);
+            const char *collection = i % 2 ? "Task" : "Item \u00e9";
+            ck_assert_int_eq(changeset_replace(collection, id, document, &replacements, message,
+                                               sizeof message),
+                             0);
+            ck_assert_int_eq(changeset_replace_visit(collection, id, document,
+                                                     protocol_download_writer_add, writer,
+                                                     message, sizeof message),
+                             0);
+            json_decref(id);
+            json_decref(document);
+        }
+        ck_assert_uint_eq(protocol_download_writer_instruction_count(writer), replacements.count);
+        header = built;
+        int64_t timestamp = replacements.timestamp;
+        if (replacements.count > 0)
+            ck_assert_int_eq(protocol_download_add(&built.body.download,
+                                                   built.body.download.server_version,
+                                                   &replacements),
+                             0);
+        json_t *access_id = random_id();
+        ck_assert_int_eq(protocol_download_add_access(&built.body.download, "Task", access_id,
+                                                      false),
+                         0);
+        ck_assert_int_eq(protocol_download_add_access(&header.body.download, "Task", access_id,
+                                                      false),
+                         0);
+        json_decref(access_id);
+        size_t built_length, written_length;
+        protocol_error error;
+        char *expected = protocol_serialize_download(&built, &built_length, &error);
+        ck_assert_msg(expected != NULL, "%s", error.message);
+        char *written = protocol_download_writer_finish(
+            writer, &header, header.body.download.server_version, timestamp, &written_length,
+            &error);
+        ck_assert_msg(written != NULL, "%s", error.message);
+        ck_assert_msg(built_length == written_length && memcmp(expected, written, built_length) == 0,
+                      "\n%s\n%s", expected, written);
+        ck_assert_uint_eq(protocol_download_writer_instruction_count(writer), 0);
+        free(expected);
+        free(written);
+        protocol_message_clear(&built);
+        protocol_message_clear(&header);
+        changeset_clear(&replacements);
+    }
+    protocol_download_writer_free(writer);
+}
+END_TEST
+
+/* A written download follows the rules of any other: its changeset may
+ * not pass the message's version, and the message brings no changesets. */
+START_TEST(test_written_download_refusals)
+{
+    protocol_download_writer *writer;
+    ck_assert_int_eq(protocol_download_writer_new(&writer), 0);
+    json_t *id = json_integer(5);
+    json_t *document = json_pack("{s:s}", "title", "milk");
+    char message[256];
+    ck_assert_int_eq(changeset_replace_visit("Task", id, document, protocol_download_writer_add,
+                                             writer, message, sizeof message),
+                     0);
+    ck_assert_uint_eq(protocol_download_writer_instruction_count(writer), 3);
+    protocol_message header;
+    protocol_message_init(&header, PROTOCOL_MESSAGE_DOWNLOAD, 1);
+    header.body.download.server_version = 5;
+    size_t length;
+    protocol_error error;
+    ck_assert_ptr_null(protocol_download_writer_finish(writer, &header, 6, 0, &length, &error));
+    ck_assert_int_eq(error.code, PROTOCOL_ERROR_BAD_CHANGESET);
+    ck_assert_uint_eq(protocol_download_writer_instruction_count(writer), 0);
+    changeset other = title_changeset(1, "title");
+    ck_assert_int_eq(protocol_download_add(&header.body.download, 5, &other), 0);
+    ck_assert_ptr_null(protocol_download_writer_finish(writer, &header, 5, 0, &length, &error));
+    ck_assert_int_eq(error.code, PROTOCOL_ERROR_INTERNAL);
+    json_t *bad = json_pack("{s:i}", "a.b", 1);
+    ck_assert_int_eq(changeset_replace_visit("Task", id, bad, protocol_download_writer_add,
+                                             writer, message, sizeof message),
+                     -EINVAL);
+    ck_assert_str_eq(message, "field name \"a.b\" holds '.' or NUL, which a path cannot spell");
+    json_decref(bad);
+    json_decref(id);
+    json_decref(document);
+    protocol_message_clear(&header);
+    protocol_download_writer_free(writer);
+}
+END_TEST
+
 Suite *unit_suite(void)
 {
     Suite *suite = suite_create("protocol");
@@ -1202,6 +1307,8 @@ Suite *unit_suite(void)
     tcase_add_test(serialize_checks, test_serialize_refuses_frames_over_the_limit);
     tcase_add_test(serialize_checks, test_download_writer_matches_serialize);
     tcase_add_test(serialize_checks, test_download_writer_refuses_what_cannot_be_read);
+    tcase_add_test(serialize_checks, test_written_download_matches_built_one);
+    tcase_add_test(serialize_checks, test_written_download_refusals);
     suite_add_tcase(suite, serialize_checks);
     return suite;
 }

@@ -31,7 +31,8 @@ static json_t *value_of(const char *text)
 
 /* A download holding, per value, a replacement-like changeset of object
  * id (create, then a set of the value), each at the next server
- * version. */
+ * version, and two access entries (object id read-only, Other 5
+ * writable). */
 static protocol_message download_of(const char *id, const char *const *values, size_t count)
 {
     protocol_message message;
@@ -54,6 +55,10 @@ static protocol_message download_of(const char *id, const char *const *values, s
         ck_assert_int_eq(protocol_download_add(download, 10 + i, &changes), 0);
         json_decref(value);
     }
+    json_t *other = json_integer(5);
+    ck_assert_int_eq(protocol_download_add_access(download, "Item", object, false), 0);
+    ck_assert_int_eq(protocol_download_add_access(download, "Other", other, true), 0);
+    json_decref(other);
     json_decref(object);
     return message;
 }
@@ -234,6 +239,13 @@ START_TEST(test_broken_rules_get_protocol_parse_errors)
         { "\"$oid\":\"6650f0c2e4b0a1b2c3d4e5f6\"", "\"$oid\":\"6650f0c2e4b0a1b2c3d4e5\"" },
         { "\"instructions\":[", "\"instructions\":[],\"x\":[" },
         { "\"changesets\":[", "\"changesets\":[1," },
+        { "\"writable\":false", "\"writable\":null" },
+        { "\"collection\":\"Other\"", "\"collection\":\"\"" },
+        { "\"collection\":\"Other\"", "\"collection\":\"Ot\\u0000her\"" },
+        { ",\"id\":5,", ",\"id\":5.5," },
+        { ",\"id\":5,", ",\"id\":[5]," },
+        { "\"writable\":true}", "\"writable\":true,\"x\":1}" },
+        { "\"access\":[", "\"access\":[]," },
     };
     protocol_message message = download_of(object_id, direct_values, 2);
     size_t length;
