@@ -45,8 +45,18 @@ typedef struct ejson_error {
  *   field "owner.tags[2]": $oid must be 24 hexadecimal digits
  * $binary base64 may omit its '=' padding; it is stored re-encoded, padded.
  * Returns a new reference, or NULL with *error filled in.
+ *
+ * The text is read straight into the normalized tree (the reader of
+ * ejson_parse_fields, below); where that reader gives up (any error, and
+ * the rare text it leaves to jansson) ejson_parse_reference decides, so
+ * results and errors are always ejson_parse_reference's.
  */
 json_t *ejson_parse(const char *text, size_t length, ejson_error *error);
+
+/* ejson_parse by the longer way, jansson's parser and then normalization
+ * of its tree: the reference the quicker readers are tested against, and
+ * what they fall back on. */
+json_t *ejson_parse_reference(const char *text, size_t length, ejson_error *error);
 
 /*
  * Reading only some fields.  A query reads a few top-level fields of each
@@ -69,14 +79,13 @@ void ejson_field_set_free(ejson_field_set *fields);
 
 /*
  * The same as ejson_parse(text, length, error) followed by removing every
- * top-level field that is not in fields (fields NULL: none is removed, and
- * the whole document is read this quicker way): the fields kept are normalized
+ * top-level field that is not in fields: the fields kept are normalized
  * exactly as ejson_parse normalizes them, whole subtrees included, in the
  * order of the text.  Text that ejson_parse rejects is rejected with the
  * same *error, whichever field holds the problem.
  *
  * The other fields are checked but never built.  Some rare text is parsed
- * whole by ejson_parse instead, with the same result, only slower: keys
+ * whole by ejson_parse_reference instead, with the same result, only slower: keys
  * with escapes, nesting deeper than 64, more than 256 keys in the objects
  * around any one value, very long numbers or wrapper strings.
  * Returns a new reference, or NULL with *error filled in.

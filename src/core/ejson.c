@@ -670,7 +670,7 @@ json_t *ejson_normalize(const json_t *raw, ejson_error *error)
     return normalize_value(raw, NULL, error);
 }
 
-json_t *ejson_parse(const char *text, size_t length, ejson_error *error)
+json_t *ejson_parse_reference(const char *text, size_t length, ejson_error *error)
 {
     json_error_t jerr;
     json_t *raw = json_loadb(text, length, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);

@@ -818,10 +818,16 @@ static json_t *parse_fields(const char *text, size_t length, const ejson_field_s
     json_t *document = read_selected_fields(text, length, fields, canonical);
     if (document)
         return document;
-    document = ejson_parse(text, length, error);
-    if (document && fields)
+    document = ejson_parse_reference(text, length, error);
+    if (document)
         keep_only_fields(document, fields);
     return document;
+}
+
+json_t *ejson_parse(const char *text, size_t length, ejson_error *error)
+{
+    json_t *document = read_selected_fields(text, length, NULL, false);
+    return document ? document : ejson_parse_reference(text, length, error);
 }
 
 json_t *ejson_parse_fields(const char *text, size_t length, const ejson_field_set *fields,

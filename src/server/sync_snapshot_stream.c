@@ -379,7 +379,7 @@ static int sync_stream_add_object(sync_stream_batch *batch, const json_t *id, js
 static int sync_stream_add_text(sync_stream_batch *batch, const sync_store_document_view *view)
 {
     ejson_error error;
-    json_t *document = ejson_parse_canonical_fields(view->text, view->size, NULL, &error);
+    json_t *document = ejson_parse(view->text, view->size, &error);
     if (document == NULL) {
         snprintf(batch->message, batch->message_size, "%s: a stored document does not parse: %s",
                  batch->collection, error.message);

@@ -730,6 +730,29 @@ static json_t *projection_of(const json_t *whole, const char *const *paths, size
     return kept;
 }
 
+/* ejson_parse agrees with ejson_parse_reference on text: the same tree,
+ * or the same error, position included. */
+static void expect_parse_like_reference(const char *text, size_t length, const json_t *expected,
+                                        const ejson_error *expected_error)
+{
+    ejson_error error;
+    memset(&error, 0x44, sizeof error);
+    json_t *got = ejson_parse(text, length, &error);
+    if (!expected) {
+        ck_assert_msg(got == NULL, "accepted what the reference refuses:\n%.*s", (int)length,
+                      text);
+        ck_assert_msg(strcmp(error.message, expected_error->message) == 0 &&
+                          error.line == expected_error->line &&
+                          error.column == expected_error->column,
+                      "%.*s\n gave  %d:%d %s", (int)length, text, error.line, error.column,
+                      error.message);
+    } else {
+        ck_assert_msg(got != NULL && same_tree(got, expected), "%.*s: not the reference's tree",
+                      (int)length, text);
+    }
+    json_decref(got);
+}
+
 /* ejson_parse_fields agrees with ejson_parse on text: the same selected
  * fields, or the same error, position included. */
 static void expect_fields_like_parse(const char *text, size_t length, const char *const *paths,
@@ -739,8 +762,9 @@ static void expect_fields_like_parse(const char *text, size_t length, const char
     ejson_error whole_error, fields_error;
     memset(&whole_error, 0x55, sizeof whole_error);
     memset(&fields_error, 0x33, sizeof fields_error);
-    json_t *whole = ejson_parse(text, length, &whole_error);
+    json_t *whole = ejson_parse_reference(text, length, &whole_error);
     json_t *got = ejson_parse_fields(text, length, fields, &fields_error);
+    expect_parse_like_reference(text, length, whole, &whole_error);
     if (!whole) {
         ck_assert_msg(got == NULL, "accepted what ejson_parse refuses (%s):\n%.*s",
                       whole_error.message, (int)length, text);
