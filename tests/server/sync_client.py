@@ -436,6 +436,14 @@ class Client:
             frame = json.dumps(frame)
         await self.connection.send(frame)
 
+    async def send_unfinished(self, fragments):
+        """The fragments of a text message whose final fragment never comes,
+        so that nothing is sent after them."""
+        opcode = websockets.frames.Opcode.TEXT
+        for fragment in fragments:
+            await self.connection.write_frame(False, opcode, fragment.encode())
+            opcode = websockets.frames.Opcode.CONT
+
     async def receive(self, timeout=RECEIVE_TIMEOUT):
         """The next message but login, parsed; downloads are applied to the
         mirror, login messages kept in logins."""
