@@ -1201,7 +1201,7 @@ static int delete_if_expired(const auth_call *call, MDB_cursor *cursor, json_t *
                              void *context)
 {
     session_purge *purge = context;
-    auth_session session;
+    auth_session session = {0};
     int result = session_from_record(call, record, &session);
     if (result != 0 || purge->now < session.expires_ms)
         return result;
