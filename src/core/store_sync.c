@@ -1031,14 +1031,26 @@ static int replay(const store_call *call, const changeset_instruction *instructi
 
 /* The staged documents follow the server's changeset.  A delete needs
  * no earlier document, which spares a bootstrap's replacements any
- * lookup. */
+ * lookup.  The instructions of one object come together and share its id
+ * (protocol_read_received), so a run of them finds its entry once. */
 static int mirror_changeset(const store_call *call, touched_set *set, const changeset *changes)
 {
+    const changeset_instruction *previous = NULL;
+    size_t previous_position = 0;
     for (size_t i = 0; i < changes->count; i++) {
         const changeset_instruction *instruction = &changes->instructions[i];
-        touched_object *object;
-        int result = touch(call, set, instruction, &object);
-        if (result == 0 && !object->loaded && instruction->operation != CHANGESET_DELETE)
+        touched_object *object = NULL;
+        int result = 0;
+        if (previous != NULL && previous->id == instruction->id &&
+            strcmp(previous->collection, instruction->collection) == 0)
+            object = &set->objects[previous_position];
+        else
+            result = touch(call, set, instruction, &object);
+        if (result != 0)
+            return result;
+        previous = instruction;
+        previous_position = (size_t)(object - set->objects);
+        if (!object->loaded && instruction->operation != CHANGESET_DELETE)
             result = load_staged_or_mirror(call, object);
         object->loaded = true;
         if (result == 0)
