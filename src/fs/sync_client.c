@@ -336,8 +336,9 @@ static void forget_acknowledged(sync_client *client, uint64_t client_version)
         client->in_flight_changesets -= client->in_flight[done].changesets;
         done++;
     }
-    memmove(client->in_flight, client->in_flight + done,
-            (client->in_flight_count - done) * sizeof *client->in_flight);
+    if (done > 0) /* in_flight may be NULL while nothing ever went up */
+        memmove(client->in_flight, client->in_flight + done,
+                (client->in_flight_count - done) * sizeof *client->in_flight);
     client->in_flight_count -= done;
     if (client->uploaded_through < client_version)
         client->uploaded_through = client_version;

@@ -53,7 +53,7 @@ for ((m = 0; m < MOUNT_COUNT; m++)); do
 done
 : >"$SERVER_LOG"
 "$REALMFS_SERVER" serve --app "$APP" --data "$SERVER_DATA" --listen 127.0.0.1:0 \
-  --log-level info 2>"$SERVER_LOG" </dev/null &
+  --log-level info >/dev/null 2>"$SERVER_LOG" </dev/null &
 SERVER_PID=$!
 on_cleanup "kill $SERVER_PID"
 wait_until 15 started_and_listening "$SERVER_LOG" $SERVER_PID ||

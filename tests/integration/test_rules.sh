@@ -36,9 +36,10 @@ EOF
 serve() {
   mkdir -p "$TEST_ROOT/$1.data"
   "$REALMFS_SERVER" serve --app "$TEST_ROOT/$1.app" --data "$TEST_ROOT/$1.data" \
-    --listen "127.0.0.1:${2:-0}" 2>"$TEST_ROOT/$1.log" </dev/null &
+    --listen "127.0.0.1:${2:-0}" >/dev/null 2>"$TEST_ROOT/$1.log" </dev/null &
   echo $! >"$TEST_ROOT/$1.pid"
-  on_cleanup "kill \$(cat '$TEST_ROOT/$1.pid') 2>/dev/null"
+  # a case that failed between kill -STOP and kill -CONT leaves it stopped
+  on_cleanup "kill -CONT \$(cat '$TEST_ROOT/$1.pid') 2>/dev/null; kill \$(cat '$TEST_ROOT/$1.pid') 2>/dev/null"
   wait_until 15 url_of "$1" >/dev/null ||
     bail_out "the $1 server did not start: $(cat "$TEST_ROOT/$1.log")"
 }

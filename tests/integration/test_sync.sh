@@ -38,7 +38,7 @@ start_server() {
   local lines
   lines=$(wc -l <"$SERVER_LOG")
   "$REALMFS_SERVER" serve --app "$APP" --data "$SERVER_DATA" \
-    --listen "127.0.0.1:$SERVER_PORT" --log-level info 2>>"$SERVER_LOG" </dev/null &
+    --listen "127.0.0.1:$SERVER_PORT" --log-level info >/dev/null 2>>"$SERVER_LOG" </dev/null &
   echo $! >"$SERVER_PID_FILE"
   wait_until 15 listening_since $((lines + 1)) || return 1
   if [[ $SERVER_PORT == 0 ]]; then
@@ -53,7 +53,7 @@ stop_server() {
   kill -"${1:-TERM}" "$pid"
   wait_until 10 bash -c "! kill -0 $pid 2>/dev/null"
 }
-on_cleanup 'kill "$(cat "$SERVER_PID_FILE")" 2>/dev/null'
+on_cleanup 'kill -CONT "$(cat "$SERVER_PID_FILE")" 2>/dev/null; kill "$(cat "$SERVER_PID_FILE")" 2>/dev/null'
 
 server_url() {
   echo "ws://127.0.0.1:$SERVER_PORT"
