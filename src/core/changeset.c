@@ -303,6 +303,33 @@ static int changeset_check_operands(changeset_operation operation, const char *p
     return 0;
 }
 
+/* The object an instruction names: what every instruction of a diff
+ * shares, so a diff checks it once. */
+static int changeset_check_object(const char *collection, const json_t *id, char *message,
+                                  size_t message_size)
+{
+    if (!collection || !id)
+        return changeset_fail(message, message_size, -EINVAL,
+                              "an instruction needs a collection and an id");
+    int result = changeset_check_collection(collection, message, message_size);
+    if (result == 0)
+        result = changeset_check_id(id, message, message_size);
+    return result;
+}
+
+/* What a known operation takes, and what it writes. */
+static int changeset_check_field(changeset_operation operation, const char *path,
+                                 const json_t *value, char *message, size_t message_size)
+{
+    int result = changeset_check_operands(operation, path, value, message, message_size);
+    size_t field_count = 0;
+    if (result == 0 && path)
+        result = changeset_check_path(path, &field_count, message, message_size);
+    if (result == 0 && value)
+        result = changeset_check_value(value, field_count, message, message_size);
+    return result;
+}
+
 static int changeset_check_instruction(changeset_operation operation, const char *collection,
                                        const json_t *id, const char *path, const json_t *value,
                                        char *message, size_t message_size)
@@ -310,19 +337,9 @@ static int changeset_check_instruction(changeset_operation operation, const char
     if ((size_t)operation >= CHANGESET_OPERATION_COUNT)
         return changeset_fail(message, message_size, -EINVAL, "unknown operation %d",
                               (int)operation);
-    if (!collection || !id)
-        return changeset_fail(message, message_size, -EINVAL,
-                              "an instruction needs a collection and an id");
-    int result = changeset_check_collection(collection, message, message_size);
+    int result = changeset_check_object(collection, id, message, message_size);
     if (result == 0)
-        result = changeset_check_id(id, message, message_size);
-    if (result == 0)
-        result = changeset_check_operands(operation, path, value, message, message_size);
-    size_t field_count = 0;
-    if (result == 0 && path)
-        result = changeset_check_path(path, &field_count, message, message_size);
-    if (result == 0 && value)
-        result = changeset_check_value(value, field_count, message, message_size);
+        result = changeset_check_field(operation, path, value, message, message_size);
     return result;
 }
 
@@ -467,6 +484,7 @@ typedef struct changeset_diff_context {
     const json_t *id;
     char *message;
     size_t message_size;
+    bool object_checked; /* collection and id, at the first instruction */
     char *path; /* NUL-terminated; empty at the top level */
     size_t path_length;
     size_t path_capacity;
@@ -477,8 +495,14 @@ static int changeset_diff_emit(changeset_diff_context *context, changeset_operat
 {
     const char *path = operation == CHANGESET_SET || operation == CHANGESET_UNSET ? context->path
                                                                                    : NULL;
-    int result = changeset_check_instruction(operation, context->collection, context->id, path,
-                                             value, context->message, context->message_size);
+    int result = 0;
+    if (!context->object_checked)
+        result = changeset_check_object(context->collection, context->id, context->message,
+                                        context->message_size);
+    context->object_checked = result == 0;
+    if (result == 0)
+        result = changeset_check_field(operation, path, value, context->message,
+                                       context->message_size);
     if (result != 0)
         return result;
     return context->visit(context->visit_context, operation, context->collection, context->id,

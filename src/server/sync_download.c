@@ -42,33 +42,18 @@ bool sync_download_diff_keeps_order(const json_t *before, const json_t *after)
     return true;
 }
 
-/* 1 when the changeset grew past count, else the (negative) result. */
-static int sync_download_affected(int result, const changeset *download, size_t count)
-{
-    if (result < 0)
-        return result;
-    return download->count > count ? 1 : 0;
-}
-
-int sync_download_append_replacement(const char *collection, const json_t *id,
-                                     const json_t *document, changeset *download, char *message,
-                                     size_t message_size)
-{
-    size_t count = download->count;
-    int result = changeset_replace(collection, id, document, download, message, message_size);
-    return sync_download_affected(result, download, count);
-}
-
 int sync_download_append_effect(const char *collection, const json_t *id, const json_t *before,
                                 const json_t *after, changeset *download, char *message,
                                 size_t message_size)
 {
-    if (before != NULL && after != NULL && !sync_download_diff_keeps_order(before, after))
-        return sync_download_append_replacement(collection, id, after, download, message,
-                                                message_size);
     size_t count = download->count;
-    int result = changeset_diff(collection, id, before, after, download, message, message_size);
-    return sync_download_affected(result, download, count);
+    int result =
+        before != NULL && after != NULL && !sync_download_diff_keeps_order(before, after)
+            ? changeset_replace(collection, id, after, download, message, message_size)
+            : changeset_diff(collection, id, before, after, download, message, message_size);
+    if (result < 0)
+        return result;
+    return download->count > count ? 1 : 0;
 }
 
 char *sync_download_object_key(const char *collection, const json_t *id)

@@ -33,17 +33,15 @@
 #include "realmfs/protocol.h"
 
 /*
- * The effect of one object's change on a view.  before and after are the
- * documents as the view shows them (NULL: not in view).
+ * The effect of one object's change on a view, appended to download: the
+ * diff, or a replacement when the diff would not keep after's field order.
+ * before and after are the documents as the view shows them (NULL: not in
+ * view).  1 when instructions were added, 0 when nothing changed in the
+ * view, or a negative errno with a message.
  */
 int sync_download_append_effect(const char *collection, const json_t *id, const json_t *before,
                                 const json_t *after, changeset *download, char *message,
                                 size_t message_size);
-
-/* The object is now document (NULL: it is not in view, so a delete). */
-int sync_download_append_replacement(const char *collection, const json_t *id,
-                                     const json_t *document, changeset *download, char *message,
-                                     size_t message_size);
 
 /*
  * Whether a diff from before to after, applied to a copy of before, gives
