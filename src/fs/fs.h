@@ -70,6 +70,14 @@ typedef struct fs_node {
     fs_handle *latest_draft;  /* the handle written to last, while its draft is unsaved */
     fs_handle *open_documents; /* documents: the open handles, newest first (they keep
                                   their snapshot once the object is deleted) */
+    /* Page-cache reads of objects (see "Reading through the page cache" in
+     * fs_ops.c).  Versions are the store's (store_object_info.version);
+     * 0 means none or unknown. */
+    unsigned cached_readers;  /* open handles that read through the page cache */
+    unsigned waiting_writers; /* opens for writing held until those close */
+    uint64_t page_cache_version;  /* the version the kernel's pages may hold */
+    uint64_t kernel_attr_version; /* the version of the attributes last given to the
+                                     kernel with a nonzero timeout */
     struct fs_node *name_next; /* chain in the (parent, name) table */
 } fs_node;
 
@@ -82,7 +90,9 @@ struct fs_handle {
     size_t size;
     size_t capacity;
     int64_t modified_ns;      /* of the version the snapshot or draft started from */
+    uint64_t version;         /* read-only object handles: the snapshot's store version */
     bool writable;
+    bool cached;              /* reads go through the kernel's page cache */
     bool dirty;               /* draft differs from what was last committed */
     bool written;             /* the draft got data since it was opened or committed,
                                  not just an O_TRUNC or truncation to zero */
@@ -182,5 +192,13 @@ int fs_subscription_delete(fs_context *fs, const fs_node *node);
 
 /* ---- operations (fs_ops.c) ---- */
 extern const struct fuse_lowlevel_ops fs_operations;
+/* FUSE thread.  Milliseconds until the earliest held open for writing must
+ * go ahead even though page-cache readers still hold its object, or -1
+ * when no open is held: the session loop waits for requests at most that
+ * long, then calls fs_release_overdue_writers. */
+int fs_writer_wait_milliseconds(void);
+void fs_release_overdue_writers(void);
+/* Answer every held open with ENODEV: the session is ending. */
+void fs_abandon_waiting_writers(void);
 
 #endif

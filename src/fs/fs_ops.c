@@ -540,11 +540,15 @@ static int node_attributes(fs_context *fs, fs_node *node, const fs_handle *askin
     case FS_NODE_SUBSCRIPTION: {
         mode_t mode = document_mode(fs, node);
         if (!(asking && asking->node == node && asking->fd < 0))
-            asking = node->latest_draft;
-        if (!asking && node->parent == 0)
-            asking = node->open_documents;
-        if (asking) {
-            fill_from_handle(fs, st, mode, asking, node->parent != 0);
+            asking = NULL;
+        const fs_handle *answering = asking && (asking->writable || node->parent == 0 ||
+                                                node->latest_draft || asking->version == 0)
+                                         ? asking
+                                         : node->latest_draft;
+        if (!answering && node->parent == 0)
+            answering = node->open_documents;
+        if (answering) {
+            fill_from_handle(fs, st, mode, answering, node->parent != 0);
             return 0;
         }
         if (node->pending) {
@@ -568,8 +572,16 @@ static int node_attributes(fs_context *fs, fs_node *node, const fs_handle *askin
         }
         if (error)
             return error;
+        if (asking && asking->version != info.version) {
+            /* a page-cache reader of an older version: its reads must not
+             * be cut or padded to the new length */
+            fill_from_handle(fs, st, mode, asking, true);
+            return 0;
+        }
         fill_file(fs, st, mode, info.size, info.modified_ns);
         *timeout = node->open_writers ? 0 : FS_STABLE_TIMEOUT_SECONDS;
+        if (*timeout > 0)
+            node->kernel_attr_version = info.version;
         return 0;
     }
     case FS_NODE_SCRATCH: {
@@ -847,6 +859,8 @@ static void record_rejection_of_emptying(fs_context *fs, const fs_node *node)
                      "not an object, so the previous version is kept", "", 0);
 }
 
+static void release_waiting_writers(fuse_ino_t ino, int64_t not_after_ns);
+
 static fs_handle *handle_new(fs_context *fs, fs_node *node)
 {
     fs_handle *handle = calloc(1, sizeof *handle);
@@ -883,6 +897,8 @@ static void handle_free(fs_handle *handle)
         close(handle->fd);
     if (handle->writable)
         handle->node->open_writers--;
+    if (handle->cached && --handle->node->cached_readers == 0 && handle->node->waiting_writers)
+        release_waiting_writers(handle->node->ino, 0);
     if (handle->node && handle->node->latest_draft == handle)
         handle->node->latest_draft = NULL;
     if (handle->node)
@@ -948,6 +964,36 @@ static int handle_commit(fs_context *fs, fs_handle *handle, const char *operatio
     return error;
 }
 
+/*
+ * Reading through the page cache
+ * ------------------------------
+ * Every handle reads its own snapshot or draft (op_read serves the handle
+ * named in the request), but the kernel keeps one page cache and one
+ * i_size per inode for all of them.  A reader may therefore use the page
+ * cache (repeated reads then cost no request at all) only while nothing
+ * can put another version's length or pages under it:
+ *  - the node is a stored object with no writer open or waiting, and the
+ *    readers already using the page cache hold this same version;
+ *  - the kernel's attributes were last given for this version (or the
+ *    kernel dropped them itself, which it does on every write through the
+ *    mount, and then asks again before reading);
+ *  - its pages are kept (keep_cache) only if they can hold no other
+ *    version; otherwise the open drops them.
+ * Every other reader uses direct I/O.  A writer that opens an object while
+ * page-cache readers hold it waits (op_open) until they close, at most
+ * FS_WRITER_WAIT_SECONDS, because its O_TRUNC and writes change the
+ * kernel's i_size for everyone.  Changes that do not come through the
+ * kernel (downloads) cannot wait; the readers' own attribute requests then
+ * answer with their snapshot (node_attributes).
+ */
+static bool may_read_through_page_cache(const fs_node *node, const store_object_info *info)
+{
+    return node->kind == FS_NODE_OBJECT && !node->pending && node->parent != 0 &&
+           node->open_writers == 0 && node->waiting_writers == 0 && !node->latest_draft &&
+           node->kernel_attr_version == info->version &&
+           (node->cached_readers == 0 || node->page_cache_version == info->version);
+}
+
 static int open_document(fs_context *fs, fs_node *node, int flags, fs_handle *handle,
                          struct fuse_file_info *fi)
 {
@@ -967,19 +1013,22 @@ static int open_document(fs_context *fs, fs_node *node, int flags, fs_handle *ha
     handle->modified_ns = node->pending ? node->pending_modified_ns : info.modified_ns;
     if (handle->writable)
         node->open_writers++;
+    else
+        handle->version = info.version;
     if (handle->writable && (flags & O_TRUNC)) {
         handle->size = 0;
         if (!node->pending)
             handle_mark_dirty(handle);
     }
-    /*
-     * Every handle reads its own snapshot or draft, so reads bypass the
-     * page cache: one cached copy and one kernel i_size shared by all
-     * handles would let a writer's O_TRUNC or a longer draft cut or pad
-     * a reader's object.  A reader has nothing to flush on close.
-     */
-    fi->direct_io = 1;
-    fi->noflush = !handle->writable;
+    if (!handle->writable && may_read_through_page_cache(node, &info)) {
+        fi->keep_cache = node->page_cache_version == info.version;
+        node->page_cache_version = info.version;
+        node->cached_readers++;
+        handle->cached = true;
+    } else {
+        fi->direct_io = 1;
+    }
+    fi->noflush = !handle->writable; /* a reader has nothing to flush on close */
     return 0;
 }
 
@@ -1037,7 +1086,7 @@ static int open_node(fs_context *fs, fs_node *node, int flags, mode_t mode,
     return 0;
 }
 
-static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void finish_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     fs_node *node = fs_node_get(ino);
     fs_handle *handle;
@@ -1046,6 +1095,92 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, -error);
     else if (fuse_reply_open(req, fi) != 0)
         handle_free(handle);
+}
+
+/* Opens for writing held until the page-cache readers of their object
+ * close (see "Reading through the page cache"); FUSE thread only, oldest
+ * first. */
+typedef struct waiting_writer {
+    fuse_req_t req;
+    fuse_ino_t ino;
+    struct fuse_file_info fi;
+    int64_t deadline_ns;
+    struct waiting_writer *next;
+} waiting_writer;
+
+static waiting_writer *waiting_writers;
+
+/* A reader that keeps an object open longer than this (less, tail -f, a
+ * process that reads and then writes the same file) no longer holds up a
+ * writer; it may then see the new version's length. */
+#define FS_WRITER_WAIT_SECONDS 1
+
+static int hold_writer(fuse_req_t req, fs_node *node, const struct fuse_file_info *fi)
+{
+    waiting_writer *waiting = malloc(sizeof *waiting);
+    if (!waiting)
+        return -ENOMEM;
+    *waiting = (waiting_writer){.req = req, .ino = node->ino, .fi = *fi,
+                                .deadline_ns = now_ns() + FS_WRITER_WAIT_SECONDS * 1000000000LL};
+    waiting_writer **tail = &waiting_writers;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = waiting;
+    node->waiting_writers++;
+    return 0;
+}
+
+/* Let the held opens of ino (every node's when ino is 0) whose deadline is
+ * before not_after_ns (any deadline when 0) go ahead. */
+static void release_waiting_writers(fuse_ino_t ino, int64_t not_after_ns)
+{
+    waiting_writer **link = &waiting_writers;
+    while (*link) {
+        waiting_writer *waiting = *link;
+        if ((ino && waiting->ino != ino) || (not_after_ns && waiting->deadline_ns > not_after_ns)) {
+            link = &waiting->next;
+            continue;
+        }
+        *link = waiting->next;
+        fs_node *node = fs_node_get(waiting->ino);
+        if (node)
+            node->waiting_writers--;
+        finish_open(waiting->req, waiting->ino, &waiting->fi);
+        free(waiting);
+        link = &waiting_writers; /* finish_open may have changed the list */
+    }
+}
+
+int fs_writer_wait_milliseconds(void)
+{
+    if (!waiting_writers)
+        return -1;
+    int64_t remaining_ns = waiting_writers->deadline_ns - now_ns();
+    return remaining_ns <= 0 ? 0 : (int)(remaining_ns / 1000000) + 1;
+}
+
+void fs_release_overdue_writers(void)
+{
+    release_waiting_writers(0, now_ns());
+}
+
+void fs_abandon_waiting_writers(void)
+{
+    while (waiting_writers) {
+        waiting_writer *waiting = waiting_writers;
+        waiting_writers = waiting->next;
+        fuse_reply_err(waiting->req, ENODEV);
+        free(waiting);
+    }
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    fs_node *node = fs_node_get(ino);
+    bool writes = (fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC);
+    if (node && writes && node->cached_readers > 0 && hold_writer(req, node, fi) == 0)
+        return;
+    finish_open(req, ino, fi);
 }
 
 /* A directory of documents and scratch files. */
@@ -1181,6 +1316,16 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
             fuse_reply_buf(req, buffer, (size_t)n);
         free(buffer);
         return;
+    }
+    fs_node *node = handle->node;
+    if (!handle->cached && node->page_cache_version != handle->version)
+        node->page_cache_version = 0; /* a direct handle's mmap fills pages too */
+    if (handle->cached && node->kernel_attr_version != handle->version) {
+        /* The kernel was given a newer version's size while this reader
+         * stayed open; a short answer here shrinks the kernel's size to the
+         * reader's, which must not outlive this read. */
+        node->kernel_attr_version = 0;
+        fs_notify_inode(node->ino);
     }
     if ((size_t)offset >= handle->size) {
         fuse_reply_buf(req, NULL, 0);
@@ -2034,6 +2179,7 @@ static int page_add_object(const store_object_view *object, void *context)
     if (!page_add(page, node, name, &st, FS_STABLE_TIMEOUT_SECONDS,
                   READDIR_OBJECTS_BASE + (off_t)page->ordinal + 1))
         return 1;
+    node->kernel_attr_version = object->info.version;
     page->ordinal++;
     json_decref(page->handle->resume_id);
     page->handle->resume_id = json_incref((json_t *)object->id);

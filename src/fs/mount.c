@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -233,6 +234,42 @@ static void stop_sync(sync_client *client, bool foreground)
 
 /* Everything after the fork (or in the foreground): open, mount, serve.
  * session_token: the login check's ("" or NULL: none). */
+/*
+ * fuse_session_loop, plus a timeout while opens for writing are held for
+ * page-cache readers (fs_writer_wait_milliseconds): when no request
+ * arrives, nothing else would wake this thread to let them go ahead.  With
+ * none held it blocks in the read, as fuse_session_loop does.
+ */
+static int serve_requests(struct fuse_session *session)
+{
+    struct fuse_buf buffer = {.mem = NULL};
+    int result = 0;
+    while (!fuse_session_exited(session)) {
+        int wait = fs_writer_wait_milliseconds();
+        if (wait >= 0) {
+            struct pollfd request = {.fd = fuse_session_fd(session), .events = POLLIN};
+            int ready = poll(&request, 1, wait);
+            if (ready < 0 && errno != EINTR) {
+                result = -errno;
+                break;
+            }
+            if (ready <= 0) {
+                fs_release_overdue_writers();
+                continue;
+            }
+        }
+        result = fuse_session_receive_buf(session, &buffer);
+        if (result == -EINTR)
+            continue;
+        if (result <= 0)
+            break;
+        fuse_session_process_buf(session, &buffer);
+    }
+    fs_abandon_waiting_writers();
+    free(buffer.mem);
+    return result < 0 ? result : 0;
+}
+
 static int serve(const mount_options *options, const char *session_token,
                  const char *mountpoint, const char *data, daemon_link *link)
 {
@@ -303,7 +340,7 @@ static int serve(const mount_options *options, const char *session_token,
     if (options->foreground)
         fprintf(stderr, "realmfs: serving %s at %s\n", data, mountpoint);
     report_success(link);
-    status = fuse_session_loop(session) == 0 ? 0 : 1;
+    status = serve_requests(session) == 0 ? 0 : 1;
 done:
     stop_sync(sync, options->foreground);
     fs_notify_stop();

@@ -82,6 +82,44 @@ concurrent_writers_and_readers() {
   assert_equal 0 "$(error_count "$M")" "error records"
 }
 
+# A reader that reads through the page cache holds up a writer of the same
+# object until it closes (at most a second), so its reads are never cut or
+# padded to the writer's length; a reader that stays open longer lets the
+# writer go ahead and still reads its own version.
+# shellcheck disable=SC2016  # Python code
+HELD_READER='import json, os, subprocess, sys, time
+path, hold = sys.argv[1], sys.argv[2]
+with open(path, "w") as f:
+    f.write(json.dumps({"v": 1, "pad": "a" * 300}))
+with open(path, "rb") as f:
+    version1 = f.read()
+os.stat(path)  # the kernel now has this version'"'"'s attributes
+reader = os.open(path, os.O_RDONLY)
+head = os.pread(reader, 10, 0)
+writer = subprocess.Popen(["sh", "-c", "printf %s \"$1\" > \"$2\"", "sh", json.dumps({"v": 2}), path])
+if hold == "briefly":
+    time.sleep(0.3)
+    assert writer.poll() is None, "the writer did not wait for the reader"
+else:
+    assert writer.wait(timeout=30) == 0, "the writer failed"
+rest = os.pread(reader, 4096, 10)
+assert head + rest == version1, (head + rest, version1)
+os.close(reader)
+assert writer.wait(timeout=30) == 0, "the writer failed"
+with open(path, "rb") as f:
+    document = json.load(f)
+assert document == {"_id": "held", "v": 2}, document'
+
+writer_waits_for_page_cache_reader() {
+  mkdir -p "$M/Held"
+  python3 -c "$HELD_READER" "$M/Held/held.json" briefly
+}
+
+reader_held_past_the_wait_reads_its_version() {
+  mkdir -p "$M/Held"
+  python3 -c "$HELD_READER" "$M/Held/held.json" long
+}
+
 # Unlinking each entry as soon as it is listed (the directory stream is
 # read in pages meanwhile) must reach every object.
 unlink_while_listing() {
@@ -122,6 +160,8 @@ for i in range(20000):
 
 ok "$WORKERS processes writing and reading $OBJECTS_PER_WORKER objects each never see a torn object" \
   concurrent_writers_and_readers
+ok "a writer waits until a reader holding the object closes" writer_waits_for_page_cache_reader
+ok "a reader held past that wait still reads its own version" reader_held_past_the_wait_reads_its_version
 ok "unlinking entries while listing them reaches every object" unlink_while_listing
 ok "ls -l lists 20,000 objects with exact sizes" large_listing
 finish
