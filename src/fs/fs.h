@@ -74,6 +74,7 @@ typedef struct fs_node {
      * fs_ops.c).  Versions are the store's (store_object_info.version);
      * 0 means none or unknown. */
     unsigned cached_readers;  /* open handles that read through the page cache */
+    unsigned holding_readers; /* those of them that writers still wait for */
     unsigned waiting_writers; /* opens for writing held until those close */
     uint64_t page_cache_version;  /* the version the kernel's pages may hold */
     uint64_t kernel_attr_version; /* the version of the attributes last given to the
@@ -93,6 +94,7 @@ struct fs_handle {
     uint64_t version;         /* read-only object handles: the snapshot's store version */
     bool writable;
     bool cached;              /* reads go through the kernel's page cache */
+    bool holds_writers;       /* cached, and writers wait for it to close */
     bool dirty;               /* draft differs from what was last committed */
     bool written;             /* the draft got data since it was opened or committed,
                                  not just an O_TRUNC or truncation to zero */

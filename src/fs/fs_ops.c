@@ -859,7 +859,7 @@ static void record_rejection_of_emptying(fs_context *fs, const fs_node *node)
                      "not an object, so the previous version is kept", "", 0);
 }
 
-static void release_waiting_writers(fuse_ino_t ino, int64_t not_after_ns);
+static void release_writers(int64_t overdue_at_ns);
 
 static fs_handle *handle_new(fs_context *fs, fs_node *node)
 {
@@ -897,8 +897,11 @@ static void handle_free(fs_handle *handle)
         close(handle->fd);
     if (handle->writable)
         handle->node->open_writers--;
-    if (handle->cached && --handle->node->cached_readers == 0 && handle->node->waiting_writers)
-        release_waiting_writers(handle->node->ino, 0);
+    if (handle->cached)
+        handle->node->cached_readers--;
+    if (handle->holds_writers && --handle->node->holding_readers == 0 &&
+        handle->node->waiting_writers)
+        release_writers(0);
     if (handle->node && handle->node->latest_draft == handle)
         handle->node->latest_draft = NULL;
     if (handle->node)
@@ -1024,7 +1027,8 @@ static int open_document(fs_context *fs, fs_node *node, int flags, fs_handle *ha
         fi->keep_cache = node->page_cache_version == info.version;
         node->page_cache_version = info.version;
         node->cached_readers++;
-        handle->cached = true;
+        node->holding_readers++;
+        handle->cached = handle->holds_writers = true;
     } else {
         fi->direct_io = 1;
     }
@@ -1130,19 +1134,33 @@ static int hold_writer(fuse_req_t req, fs_node *node, const struct fuse_file_inf
     return 0;
 }
 
-/* Let the held opens of ino (every node's when ino is 0) whose deadline is
- * before not_after_ns (any deadline when 0) go ahead. */
-static void release_waiting_writers(fuse_ino_t ino, int64_t not_after_ns)
+/* The readers a writer waited for in vain hold up no later writer: one
+ * `less` or `tail -f` must not slow every save of the object by the wait. */
+static void stop_holding_writers(fs_node *node)
+{
+    for (fs_handle *handle = node->open_documents; handle; handle = handle->next_open_document) {
+        if (handle->holds_writers) {
+            handle->holds_writers = false;
+            node->holding_readers--;
+        }
+    }
+}
+
+/* Let every held open go ahead, oldest first, whose object no page-cache
+ * reader holds any more or whose deadline is not after overdue_at_ns (0:
+ * none is overdue). */
+static void release_writers(int64_t overdue_at_ns)
 {
     waiting_writer **link = &waiting_writers;
     while (*link) {
         waiting_writer *waiting = *link;
-        if ((ino && waiting->ino != ino) || (not_after_ns && waiting->deadline_ns > not_after_ns)) {
+        fs_node *node = fs_node_get(waiting->ino);
+        if (node && node->holding_readers > 0 &&
+            !(overdue_at_ns && waiting->deadline_ns <= overdue_at_ns)) {
             link = &waiting->next;
             continue;
         }
         *link = waiting->next;
-        fs_node *node = fs_node_get(waiting->ino);
         if (node)
             node->waiting_writers--;
         finish_open(waiting->req, waiting->ino, &waiting->fi);
@@ -1161,7 +1179,13 @@ int fs_writer_wait_milliseconds(void)
 
 void fs_release_overdue_writers(void)
 {
-    release_waiting_writers(0, now_ns());
+    int64_t now = now_ns();
+    for (waiting_writer *waiting = waiting_writers; waiting; waiting = waiting->next) {
+        fs_node *node = fs_node_get(waiting->ino);
+        if (node && waiting->deadline_ns <= now)
+            stop_holding_writers(node);
+    }
+    release_writers(now);
 }
 
 void fs_abandon_waiting_writers(void)
@@ -1178,7 +1202,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     fs_node *node = fs_node_get(ino);
     bool writes = (fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC);
-    if (node && writes && node->cached_readers > 0 && hold_writer(req, node, fi) == 0)
+    if (node && writes && node->holding_readers > 0 && hold_writer(req, node, fi) == 0)
         return;
     finish_open(req, ino, fi);
 }

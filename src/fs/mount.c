@@ -246,7 +246,11 @@ static int serve_requests(struct fuse_session *session)
     int result = 0;
     while (!fuse_session_exited(session)) {
         int wait = fs_writer_wait_milliseconds();
-        if (wait >= 0) {
+        if (wait == 0) { /* checked before reading, or a busy mount would starve them */
+            fs_release_overdue_writers();
+            continue;
+        }
+        if (wait > 0) {
             struct pollfd request = {.fd = fuse_session_fd(session), .events = POLLIN};
             int ready = poll(&request, 1, wait);
             if (ready < 0 && errno != EINTR) {

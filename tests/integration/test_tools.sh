@@ -85,7 +85,8 @@ concurrent_writers_and_readers() {
 # A reader that reads through the page cache holds up a writer of the same
 # object until it closes (at most a second), so its reads are never cut or
 # padded to the writer's length; a reader that stays open longer lets the
-# writer go ahead and still reads its own version.
+# writer go ahead (and holds up no later writer) and still reads its own
+# version.
 # shellcheck disable=SC2016  # Python code
 HELD_READER='import json, os, subprocess, sys, time
 path, hold = sys.argv[1], sys.argv[2]
@@ -102,13 +103,17 @@ if hold == "briefly":
     assert writer.poll() is None, "the writer did not wait for the reader"
 else:
     assert writer.wait(timeout=30) == 0, "the writer failed"
+    # the reader held up that writer in vain: it holds up no other
+    started = time.monotonic()
+    subprocess.run(["sh", "-c", "printf %s \"$1\" > \"$2\"", "sh", json.dumps({"v": 3}), path], check=True)
+    assert time.monotonic() - started < 0.9, "a second writer waited for the same reader"
 rest = os.pread(reader, 4096, 10)
 assert head + rest == version1, (head + rest, version1)
 os.close(reader)
 assert writer.wait(timeout=30) == 0, "the writer failed"
 with open(path, "rb") as f:
     document = json.load(f)
-assert document == {"_id": "held", "v": 2}, document'
+assert document == {"_id": "held", "v": 2 if hold == "briefly" else 3}, document'
 
 writer_waits_for_page_cache_reader() {
   mkdir -p "$M/Held"
