@@ -6,7 +6,7 @@
  * It is libfuse's low-level API and nothing else: one flat directory in
  * which every create succeeds, writes are counted and dropped, and nothing
  * is stored.  It is served on one thread (fuse_session_loop), as realmfs
- * is, and it gives the kernel the same long entry timeouts and no
+ * is (with its own loop), and it gives the kernel the same long entry timeouts and no
  * default_permissions, so the kernel sends it the same requests for a
  * create as it sends realmfs: LOOKUP (negative), CREATE, WRITE, FLUSH and
  * RELEASE.  What a create costs here is the kernel's and libfuse's share;

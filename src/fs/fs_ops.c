@@ -899,9 +899,9 @@ static void handle_free(fs_handle *handle)
         handle->node->open_writers--;
     if (handle->cached)
         handle->node->cached_readers--;
-    if (handle->holds_writers && --handle->node->holding_readers == 0 &&
-        handle->node->waiting_writers)
-        release_writers(0);
+    /* the writers this reader held go ahead once it is wholly gone */
+    bool releases_writers = handle->holds_writers && --handle->node->holding_readers == 0 &&
+                            handle->node->waiting_writers;
     if (handle->node && handle->node->latest_draft == handle)
         handle->node->latest_draft = NULL;
     if (handle->node)
@@ -912,6 +912,8 @@ static void handle_free(fs_handle *handle)
     json_decref(handle->resume_id);
     free(handle->data);
     free(handle);
+    if (releases_writers)
+        release_writers(0);
 }
 
 static int handle_reserve(fs_handle *handle, size_t size)

@@ -232,8 +232,6 @@ static void stop_sync(sync_client *client, bool foreground)
                 left == 1 ? "s" : "");
 }
 
-/* Everything after the fork (or in the foreground): open, mount, serve.
- * session_token: the login check's ("" or NULL: none). */
 /*
  * fuse_session_loop, plus a timeout while opens for writing are held for
  * page-cache readers (fs_writer_wait_milliseconds): when no request
@@ -274,6 +272,8 @@ static int serve_requests(struct fuse_session *session)
     return result < 0 ? result : 0;
 }
 
+/* Everything after the fork (or in the foreground): open, mount, serve.
+ * session_token: the login check's ("" or NULL: none). */
 static int serve(const mount_options *options, const char *session_token,
                  const char *mountpoint, const char *data, daemon_link *link)
 {
